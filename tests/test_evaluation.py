@@ -296,3 +296,312 @@ def test_randomised_search_tries_n_iter_settings():
 
     assert len(trials) == 4
     assert trials["best"].sum() == 1
+
+
+# --------------------------------------------------------------------------
+# A synthetic dataset: chains of five ops, three runs, a known signal
+# --------------------------------------------------------------------------
+
+
+def _chain_dataset(n_cells=120, n_runs=3, seed=0, missing_test=0):
+    """Cells input -> five ops -> output; accuracy grows with conv3x3 count."""
+    from utils.dataset import NASBench101
+
+    rng = np.random.default_rng(seed)
+    ops = rng.integers(0, 3, size=(n_cells, 5))
+    operations = np.column_stack([np.full(n_cells, -1), ops, np.full(n_cells, -2)])
+    adjacency = np.zeros((n_cells, 7, 7), dtype=np.int8)
+    adjacency[:, np.arange(6), np.arange(1, 7)] = 1
+
+    # metrics[cell, budget, run, point, metric]: final validation and test
+    # accuracy at 108 epochs, each run a noisy copy of the signal.
+    signal = 0.8 + 0.02 * (ops == 0).sum(axis=1) + 0.005 * rng.normal(size=n_cells)
+    metrics = np.full((n_cells, 4, 3, 2, 4), np.nan, dtype=np.float32)
+    for run in range(n_runs):
+        noise = 0.01 * rng.normal(size=(n_cells, 2))
+        metrics[:, 3, run, 1, 2] = signal + noise[:, 0]
+        metrics[:, 3, run, 1, 3] = signal + noise[:, 1]
+    metrics[:missing_test, 3, :, 1, 3] = np.nan
+
+    return NASBench101(
+        hash=[f"{i:032x}" for i in range(n_cells)],
+        num_vertices=np.full(n_cells, 7),
+        adjacency=adjacency,
+        operations=operations,
+        trainable_parameters=np.full(n_cells, 1000),
+        metrics=metrics,
+    )
+
+
+class _Features:
+    def __init__(self, X):
+        self.X = X
+        self.columns = [f"f{i}" for i in range(X.shape[1])]
+
+
+def _fake_encode(dataset, name):
+    """Op one-hot of the five inner vertices ("onehot") or op counts."""
+    ops = np.asarray(dataset.operations)[:, 1:6]
+    onehot = (ops[:, :, None] == np.arange(3)).reshape(len(ops), -1)
+    if name == "onehot":
+        return _Features(onehot.astype(np.float32))
+    if name == "counts":
+        return _Features((ops[:, :, None] == np.arange(3)).sum(1).astype(np.float32))
+    raise ValueError(f"unknown feature set {name!r}")
+
+
+@pytest.fixture
+def fake_encodings(monkeypatch):
+    """The runner encodes with _fake_encode, independent of utils.encodings."""
+    import sys
+    import types
+
+    module = types.ModuleType("utils.encodings")
+    module.encode = _fake_encode
+    monkeypatch.setitem(sys.modules, "utils.encodings", module)
+
+
+@pytest.fixture
+def count_fits(monkeypatch):
+    """Count the fits the runner makes (in this process: use n_jobs=1)."""
+    import utils.evaluation as evaluation
+
+    calls = []
+    original = evaluation._fit_one
+
+    def counting(job, *args):
+        calls.append(job["key"])
+        return original(job, *args)
+
+    monkeypatch.setattr(evaluation, "_fit_one", counting)
+    return calls
+
+
+# --------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------
+
+
+def test_runner_gives_one_tidy_row_per_fit(fake_encodings):
+    from utils.evaluation import run_experiments
+
+    data = _chain_dataset()
+    results = run_experiments(
+        data,
+        ["ridge"],
+        ["onehot", "counts"],
+        train_sizes=[20, 40],
+        seeds=[0, 1],
+        train_label=Label(runs=0),
+        eval_label=Label(metric="test_accuracy", runs="mean"),
+        progress=False,
+    )
+
+    assert len(results) == 1 * 2 * 2 * 2
+    assert list(results[["feature_set", "train_size", "seed"]].iloc[0]) == [
+        "onehot",
+        20,
+        0,
+    ]
+    assert set(results["train_label"]) == {"validation_accuracy@108/final/run0"}
+    assert set(results["eval_label"]) == {"test_accuracy@108/final/mean"}
+    assert set(results["evaluate"]) == {"rest"}
+    np.testing.assert_array_equal(results["n_eval"], 120 - results["n_train"])
+    for column in ["kendall_tau", "precision_at_5pct", "fit_seconds"]:
+        assert results[column].notna().all()
+    # The signal is linear in the op counts: ridge ranks well.
+    assert results["kendall_tau"].min() > 0.5
+
+
+def test_runner_drops_cells_without_evaluation_label(fake_encodings):
+    from utils.evaluation import run_experiments
+
+    data = _chain_dataset(missing_test=10)
+    results = run_experiments(
+        data,
+        ["ridge"],
+        ["counts"],
+        train_sizes=[20],
+        seeds=[0],
+        eval_label=Label(metric="test_accuracy"),
+        progress=False,
+    )
+
+    row = results.iloc[0]
+    assert row["n_eval"] + row["n_eval_dropped"] == 100
+    assert row["n_eval_dropped"] >= 1
+
+
+def test_runner_parallel_matches_serial(fake_encodings):
+    from utils.evaluation import run_experiments
+
+    data = _chain_dataset()
+    kwargs = dict(train_sizes=[30], seeds=[0, 1], progress=False)
+    serial = run_experiments(data, ["ridge"], ["counts"], n_jobs=1, **kwargs)
+    parallel = run_experiments(data, ["ridge"], ["counts"], n_jobs=2, **kwargs)
+
+    np.testing.assert_allclose(serial["kendall_tau"], parallel["kendall_tau"])
+
+
+def test_runner_resumes_from_saved_rows(fake_encodings, count_fits, tmp_path):
+    from utils.evaluation import run_experiments
+
+    data = _chain_dataset()
+    path = tmp_path / "runs.jsonl"
+    kwargs = dict(progress=False, results_path=path, train_sizes=[20])
+    first = run_experiments(data, ["ridge"], ["counts"], seeds=[0, 1], **kwargs)
+    assert len(count_fits) == 2
+
+    # The same fits again: nothing to do. One more seed: one fit.
+    again = run_experiments(data, ["ridge"], ["counts"], seeds=[0, 1], **kwargs)
+    assert len(count_fits) == 2
+    np.testing.assert_allclose(again["kendall_tau"], first["kendall_tau"])
+    more = run_experiments(data, ["ridge"], ["counts"], seeds=[0, 1, 2], **kwargs)
+    assert len(count_fits) == 3
+    assert list(more["seed"]) == [0, 1, 2]
+    assert len(path.read_text().splitlines()) == 3
+
+    # Another evaluation label is another fit.
+    run_experiments(
+        data, ["ridge"], ["counts"], seeds=[0], eval_label=Label(runs=1), **kwargs
+    )
+    assert len(count_fits) == 4
+
+
+def test_runner_takes_estimators_under_display_names(fake_encodings):
+    from utils.evaluation import run_experiments
+    from utils.predictors import make_model
+
+    data = _chain_dataset()
+    results = run_experiments(
+        data,
+        {"small_xgb": make_model("xgb", n_estimators=10)},
+        {"both": "counts"},
+        train_sizes=[30],
+        seeds=[0],
+        progress=False,
+    )
+
+    assert list(results["model"]) == ["small_xgb"]
+    assert list(results["feature_set"]) == ["both"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(models=["nope"]), "unknown model 'nope'; expected one of .*ridge"),
+        (dict(feature_sets=["nope"]), "unknown feature set 'nope'"),
+        (dict(train_sizes=[500]), "train_size=500 exceeds the 120 cells available"),
+        (
+            dict(eval_label=Label(budget=12)),
+            "no data for budget 12, metric 'validation_accuracy'",
+        ),
+        (dict(train_label=Label(runs=2, metric="train_accuracy")), "no data for"),
+        (dict(protocol="nope"), "unknown protocol 'nope'; expected one of nb101"),
+        (dict(models=[]), "no models given; expected at least one"),
+    ],
+)
+def test_runner_refuses_bad_requests_before_any_fit(
+    fake_encodings, count_fits, kwargs, message
+):
+    from utils.evaluation import run_experiments
+
+    arguments = dict(
+        models=["ridge"],
+        feature_sets=["counts"],
+        train_sizes=[20],
+        seeds=[0],
+        progress=False,
+    )
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        run_experiments(_chain_dataset(), **arguments)
+    assert count_fits == []
+
+
+def test_runner_uses_the_protocol_sizes_and_seeds(fake_encodings, count_fits):
+    from utils.evaluation import Protocol, run_experiments
+
+    protocol = Protocol("tiny", train_sizes=(10, 20), seeds=(4,), evaluate=30)
+    results = run_experiments(
+        _chain_dataset(), ["ridge"], ["counts"], protocol=protocol, progress=False
+    )
+
+    assert list(results["train_size"]) == [10, 20]
+    assert set(results["seed"]) == {4}
+    assert set(results["n_eval"]) == {30}
+    assert set(results["evaluate"]) == {"30"}
+
+
+def test_neural_models_are_recognised():
+    from utils.evaluation import _is_neural
+    from utils.predictors import RankEnsemble, make_model
+
+    assert _is_neural("gcn", "gcn") and _is_neural("x", "mlp")
+    assert not _is_neural("xgb", "xgb")
+    assert _is_neural("x", make_model("gcn"))
+    assert _is_neural("x", RankEnsemble([("g", make_model("gcn"))]))
+    assert not _is_neural("x", make_model("ensemble"))
+
+
+# --------------------------------------------------------------------------
+# The noise ceiling
+# --------------------------------------------------------------------------
+
+
+def test_noise_ceiling_compares_every_pair_of_runs():
+    from scipy import stats
+
+    from utils.evaluation import noise_ceiling
+
+    data = _chain_dataset(n_cells=60)
+    ceiling = noise_ceiling(data)
+
+    assert list(ceiling[["run_a", "run_b"]].itertuples(index=False, name=None)) == [
+        (0, 1),
+        (0, 2),
+        (1, 2),
+    ]
+    assert set(ceiling["n_cells"]) == {60}
+    runs = np.asarray(data.metrics[:, 3, :, 1, 2], dtype=np.float64)
+    expected = stats.kendalltau(runs[:, 0], runs[:, 2]).statistic
+    assert ceiling.loc[1, "kendall_tau"] == pytest.approx(expected)
+    assert (ceiling["spearman_rho"] > 0.5).all()
+
+
+def test_noise_ceiling_counts_cells_measured_by_both_runs():
+    from utils.dataset import NASBench101
+    from utils.evaluation import noise_ceiling
+
+    data = _chain_dataset(n_cells=60)
+    metrics = np.array(data.metrics)
+    metrics[:10, 3, 2, 1, 2] = np.nan
+    data = NASBench101(
+        data.hash,
+        data.num_vertices,
+        data.adjacency,
+        data.operations,
+        data.trainable_parameters,
+        metrics,
+    )
+
+    ceiling = noise_ceiling(data)
+
+    assert list(ceiling["n_cells"]) == [60, 50, 50]
+
+
+def test_noise_ceiling_of_one_run_is_empty_and_says_why(caplog):
+    from utils.evaluation import noise_ceiling
+
+    with caplog.at_level("WARNING", logger="utils.evaluation"):
+        ceiling = noise_ceiling(_chain_dataset(n_runs=1))
+
+    assert ceiling.empty
+    assert "1 run(s) measured, at least two runs" in caplog.text
+
+
+def test_noise_ceiling_refuses_a_label_the_file_lacks():
+    from utils.evaluation import noise_ceiling
+
+    with pytest.raises(ValueError, match="no data for budget 4"):
+        noise_ceiling(_chain_dataset(), budget=4)
