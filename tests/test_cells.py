@@ -179,7 +179,7 @@ def test_hash_is_invariant_under_relabeling_of_random_cells(cell, seed):
     assert module_hash(matrix, ops) == module_hash(cell.matrix, cell.ops)
 
 
-# -- pruning and the space --------------------------------------------------------
+# -- pruning and the space ----------------------------------------------------
 
 
 def test_prune_removes_vertices_off_every_input_output_path():
@@ -244,7 +244,7 @@ def test_a_valid_cell():
     assert cell != Cell(SMALL_MATRIX, ["input", CONV1, "output"])
 
 
-# -- malformed specs ----------------------------------------------------------------
+# -- malformed specs ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -298,7 +298,7 @@ def test_hash_accepts_a_lower_triangular_dag_but_not_a_cycle():
         module_hash([[0, 1, 0], [0, 0, 1], [0, 1, 0]], SMALL_OPS)
 
 
-# -- rows of codes ------------------------------------------------------------------
+# -- rows of codes ------------------------------------------------------------
 
 
 def test_ops_and_codes_convert_both_ways():
@@ -333,7 +333,7 @@ def test_a_cell_of_eight_vertices_does_not_fit_a_row():
         cell.to_row()
 
 
-# -- alignment -------------------------------------------------------------------------
+# -- alignment ----------------------------------------------------------------
 
 
 def test_align_moves_the_output_to_index_6():
