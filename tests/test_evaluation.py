@@ -605,3 +605,83 @@ def test_noise_ceiling_refuses_a_label_the_file_lacks():
 
     with pytest.raises(ValueError, match="no data for budget 4"):
         noise_ceiling(_chain_dataset(), budget=4)
+
+
+def test_neural_models_are_found_inside_wrappers():
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from utils.evaluation import _is_neural
+    from utils.predictors import make_model
+
+    wrapped = TransformedTargetRegressor(regressor=make_model("mlp"))
+    piped = make_pipeline(StandardScaler(), make_model("gcn"))
+
+    assert _is_neural("x", wrapped)
+    assert _is_neural("x", piped)
+    assert not _is_neural("x", TransformedTargetRegressor(make_model("ridge")))
+
+
+# --------------------------------------------------------------------------
+# With the real encodings and the real sample
+# --------------------------------------------------------------------------
+
+
+def test_runner_with_the_real_encodings(count_fits):
+    from utils.evaluation import run_experiments
+
+    data = _chain_dataset()
+    results = run_experiments(
+        data, ["ridge"], ["adj_path"], train_sizes=[30], seeds=[0], progress=False
+    )
+    assert results.loc[0, "kendall_tau"] > 0.3
+
+    with pytest.raises(ValueError, match="unknown encoding or feature set 'nope'"):
+        run_experiments(
+            data, ["ridge"], ["nope"], train_sizes=[30], seeds=[0], progress=False
+        )
+    assert len(count_fits) == 1
+
+
+def test_runner_on_the_sample(sample_20k):
+    from utils.dataset import NASBench101
+    from utils.evaluation import noise_ceiling, run_experiments
+
+    data = NASBench101.from_hdf5(sample_20k)
+    label = Label(runs=0)
+    results = run_experiments(
+        data,
+        ["ridge"],
+        ["adj_path"],
+        train_sizes=[100, 172],
+        seeds=[0],
+        train_label=label,
+        eval_label=label,
+        progress=False,
+    )
+
+    assert list(results["n_eval"]) == [len(data) - 100, len(data) - 172]
+    assert (results["kendall_tau"] > 0.3).all()
+    # The sample holds one run per cell, and no test accuracy.
+    assert noise_ceiling(data).empty
+    with pytest.raises(ValueError, match="no data for budget 108, metric 'test_acc"):
+        run_experiments(
+            data,
+            ["ridge"],
+            ["adj_path"],
+            train_sizes=[100],
+            seeds=[0],
+            eval_label=Label(metric="test_accuracy"),
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="train_size=30000 exceeds the 20001 cells"):
+        run_experiments(
+            data,
+            ["ridge"],
+            ["adj_path"],
+            train_sizes=[30000],
+            seeds=[0],
+            train_label=label,
+            progress=False,
+        )

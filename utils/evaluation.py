@@ -670,14 +670,29 @@ def _named(items, kind: str) -> dict:
 
 
 def _is_neural(name: str, spec) -> bool:
-    """Whether a model uses TensorFlow, which brings its own threads."""
+    """Whether a model uses TensorFlow, which brings its own threads.
+
+    A registry name is looked up in ``NEURAL_MODELS``; an estimator is
+    neural if its class comes from ``utils.neural``, Keras or TensorFlow, or
+    if any estimator nested in its parameters is (ensemble members, pipeline
+    steps, wrapped regressors).
+    """
     if isinstance(spec, str):
         return spec in NEURAL_MODELS
-    module = type(spec).__module__
-    return module.startswith(("utils.neural", "keras", "tensorflow")) or any(
-        _is_neural(name, member)
-        for _, member in (getattr(spec, "estimators", None) or [])
-    )
+    if type(spec).__module__.startswith(("utils.neural", "keras", "tensorflow")):
+        return True
+    if not hasattr(spec, "get_params"):
+        return False
+
+    # Nested estimators: direct values, or (name, estimator) pairs in lists.
+    for value in spec.get_params(deep=False).values():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, tuple) and len(item) >= 2:
+                item = item[1]
+            if hasattr(item, "fit") and _is_neural(name, item):
+                return True
+    return False
 
 
 def _evaluate_key(evaluate) -> str:
