@@ -136,8 +136,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], where: str) -> int:
             )
         if array.dtype != dtype:
             raise SchemaError(
-                f"{where}: dataset '{name}' has dtype {array.dtype}, "
-                f"expected {dtype}"
+                f"{where}: dataset '{name}' has dtype {array.dtype}, expected {dtype}"
             )
     return n_cells
 
@@ -195,8 +194,7 @@ def read_hdf5(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
             )
         if attrs.get("version") != VERSION:
             raise SchemaError(
-                f"{path}: schema version {attrs.get('version')!r}, "
-                f"expected {VERSION}"
+                f"{path}: schema version {attrs.get('version')!r}, expected {VERSION}"
             )
         arrays = {name: handle[name][()] for name in DATASETS if name in handle}
 
