@@ -132,6 +132,15 @@ def test_missing_columns_are_named():
         )
 
 
+def test_the_callers_arrays_stay_writable():
+    data, _ = three_run_dataset()
+    adjacency = data.adjacency.copy()
+    wrapped = NASBench101(data.hash, data.num_vertices, adjacency, data.operations)
+
+    assert adjacency.flags.writeable
+    assert not wrapped.adjacency.flags.writeable
+
+
 def test_columns_of_the_wrong_shape_are_refused():
     data, _ = three_run_dataset()
     with pytest.raises(
@@ -150,6 +159,11 @@ def test_repeated_and_overlong_hashes_are_refused():
     repeated[2] = repeated[0]
     with pytest.raises(ValueError, match=f"distinct, got {repeated[0]} 2 times"):
         NASBench101(repeated, data.num_vertices, data.adjacency, data.operations)
+
+    accented = data.hash.copy()
+    accented[0] = "é" * 32
+    with pytest.raises(ValueError, match="must be ASCII hex digits, got other text"):
+        NASBench101(accented, data.num_vertices, data.adjacency, data.operations)
 
     overlong = data.hash.astype("U40")
     overlong[1] = "f" * 40

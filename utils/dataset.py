@@ -146,6 +146,10 @@ class NASBench101:
 
     Notes
     -----
+    The columns are read-only views of the arrays given (copies where a dtype
+    had to change); change those arrays afterwards and the dataset, and the
+    encodings cached for it, go out of step.
+
     Rows are kept in the order given. Look-ups by hash use binary search on
     the hash column when it is sorted (as in schema-v1 files) and on a sorting
     permutation, computed once, when it is not (as after :meth:`subset` with
@@ -196,8 +200,10 @@ class NASBench101:
                     f"column `{name}` must have shape {expected}, "
                     f"got {tuple(array.shape)}"
                 )
-        for array in columns.values():
-            array.setflags(write=False)
+        # Read-only views: the caller's own arrays keep their flags.
+        for name, array in columns.items():
+            columns[name] = array.view()
+            columns[name].setflags(write=False)
 
         self._columns = columns
         self.source = source
