@@ -285,6 +285,16 @@ def test_search_returns_the_table_of_trials():
     assert best.slope == 2.0
 
 
+def test_search_builds_registry_models_by_name():
+    X, y = _row_id_data()
+
+    best, trials = search("ridge", {"alpha": [0.1, 100.0]}, X[:, 1:], y, cv=3)
+
+    assert type(best).__name__ == "RidgePredictor"
+    assert best.alpha == trials.loc[0, "param_alpha"]
+    assert trials["mean_cv_tau"].max() > 0.8
+
+
 def test_randomised_search_tries_n_iter_settings():
     from scipy.stats import uniform
 
@@ -537,11 +547,11 @@ def test_neural_models_are_recognised():
     from utils.evaluation import _is_neural
     from utils.predictors import RankEnsemble, make_model
 
-    assert _is_neural("gcn", "gcn") and _is_neural("x", "mlp")
-    assert not _is_neural("xgb", "xgb")
-    assert _is_neural("x", make_model("gcn"))
-    assert _is_neural("x", RankEnsemble([("g", make_model("gcn"))]))
-    assert not _is_neural("x", make_model("ensemble"))
+    assert _is_neural("gcn") and _is_neural("mlp")
+    assert not _is_neural("xgb")
+    assert _is_neural(make_model("gcn"))
+    assert _is_neural(RankEnsemble([("g", make_model("gcn"))]))
+    assert not _is_neural(make_model("ensemble"))
 
 
 # --------------------------------------------------------------------------
@@ -618,9 +628,9 @@ def test_neural_models_are_found_inside_wrappers():
     wrapped = TransformedTargetRegressor(regressor=make_model("mlp"))
     piped = make_pipeline(StandardScaler(), make_model("gcn"))
 
-    assert _is_neural("x", wrapped)
-    assert _is_neural("x", piped)
-    assert not _is_neural("x", TransformedTargetRegressor(make_model("ridge")))
+    assert _is_neural(wrapped)
+    assert _is_neural(piped)
+    assert not _is_neural(TransformedTargetRegressor(make_model("ridge")))
 
 
 # --------------------------------------------------------------------------

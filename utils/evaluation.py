@@ -669,7 +669,7 @@ def _named(items, kind: str) -> dict:
     return named
 
 
-def _is_neural(name: str, spec) -> bool:
+def _is_neural(spec) -> bool:
     """Whether a model uses TensorFlow, which brings its own threads.
 
     A registry name is looked up in ``NEURAL_MODELS``; an estimator is
@@ -690,7 +690,7 @@ def _is_neural(name: str, spec) -> bool:
         for item in items:
             if isinstance(item, tuple) and len(item) >= 2:
                 item = item[1]
-            if hasattr(item, "fit") and _is_neural(name, item):
+            if hasattr(item, "fit") and _is_neural(item):
                 return True
     return False
 
@@ -919,7 +919,7 @@ def run_experiments(
                 "model_spec": models[model_name],
                 "feature_set": feature_name,
                 "split": splits[size, seed],
-                "neural": _is_neural(model_name, models[model_name]),
+                "neural": _is_neural(models[model_name]),
             }
         )
     logger.info("%d fits to run, %d already in %s", len(jobs), len(done_rows), path)
