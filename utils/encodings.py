@@ -3,8 +3,8 @@
 An encoding turns the cells of a dataset into a float32 matrix ``X`` of shape
 (n_cells, d) with one name per column. Every built-in encoding is vectorised
 over cells with numpy: the loops run over the 7 vertices or the 32 vertex
-sequences, never over cells, so the 423,624 cells of the space take a few
-seconds for all of them together.
+sequences, never over cells, so the 423,624 cells of the space take about a
+second for all of them together (``benchmarks/bench_encodings.py``).
 
 Example::
 
@@ -60,8 +60,16 @@ input-to-output edge. ``path_trunc`` keeps the short sequences (lengths 0-3,
 1 + 3 + 9 + 27 = 40) rather than the most frequent ones, so it needs no
 statistics of a dataset.
 
+``graph_stats`` columns: ``num_vertices``, ``num_edges``, ``depth`` (longest
+input-to-output path, in edges), ``shortest_path``, ``width`` (most vertices
+at one depth, depth being the longest distance from the input), ``num_paths``
+(input-to-output paths), ``input_out_degree``, ``output_in_degree``,
+``input_output_edge`` (0/1), ``mean_degree`` (2 edges / vertices),
+``max_in_degree``, ``max_out_degree``.
+
 Feature sets name a list of encodings; any encoding name also works as a
-one-encoding set::
+one-encoding set. Encodings whose column names clash (``path`` and
+``path_trunc``) cannot be combined::
 
     name        encodings                                            d
     basic       adjacency, ops_onehot                                36
@@ -90,8 +98,10 @@ Each encoding is computed once per dataset object and kept in memory as long
 as the dataset lives (a weak reference); the arrays handed out are read-only,
 so that no caller can change what another one gets. Datasets are immutable;
 a duck-typed object whose arrays are changed in place needs
-:func:`clear_cache`. There is no disk cache: all built-in encodings of the
-full space together take a few seconds, about the time of reading them back.
+:func:`clear_cache`. Memory is the price: ``path`` of the full space holds
+588 MB, ``all`` another 700 MB once assembled. There is no disk cache: all
+built-in encodings of the full space take about a second together, no longer
+than reading their 870 MB back would.
 """
 
 from __future__ import annotations
