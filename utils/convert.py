@@ -82,7 +82,7 @@ class _Block:
 
 def decode_block(block: bytes, first_index: int, first_offset: int) -> _Block:
     """Decode a block of whole records (see :func:`utils.tfrecord.iter_blocks`)."""
-    offsets, cells, budgets, parameters, metrics = [], [], [], [], []
+    rows = []  # (offset, cell, budget, parameters, 8 metrics) per record
     local: dict[str, int] = {}
     hashes, specs, first_seen = [], [], []
 
@@ -92,7 +92,8 @@ def decode_block(block: bytes, first_index: int, first_offset: int) -> _Block:
         )
 
         # A cell's spec is checked when the block first meets it; later
-        # records of the cell are compared with it by the caller.
+        # records of the cell are compared with it (and the caller compares
+        # it with other blocks).
         cell = local.get(module_hash)
         if cell is None:
             check_spec(raw_adjacency, raw_operations, index, offset)
@@ -104,19 +105,17 @@ def decode_block(block: bytes, first_index: int, first_offset: int) -> _Block:
             _spec_conflict(module_hash, index, offset)
 
         count, halfway, final = decode_metrics(raw_metrics, index, offset)
-        offsets.append(offset)
-        cells.append(cell)
-        budgets.append(_BUDGET_INDEX[epochs])
-        parameters.append(count)
-        metrics.append((halfway, final))
+        rows.append((offset, cell, _BUDGET_INDEX[epochs], count, *halfway, *final))
 
+    # Offsets and parameter counts stay exact in float64 (below 2**53).
+    table = np.array(rows, dtype=np.float64).reshape(-1, 12)
     return _Block(
         first_index=first_index,
-        offsets=np.array(offsets, dtype=np.int64),
-        cells=np.array(cells, dtype=np.int32),
-        budgets=np.array(budgets, dtype=np.int8),
-        parameters=np.array(parameters, dtype=np.int64),
-        metrics=np.array(metrics, dtype=np.float32).reshape(-1, 2, 4),
+        offsets=table[:, 0].astype(np.int64),
+        cells=table[:, 1].astype(np.int32),
+        budgets=table[:, 2].astype(np.int8),
+        parameters=table[:, 3].astype(np.int64),
+        metrics=table[:, 4:].astype(np.float32).reshape(-1, 2, 4),
         hashes=hashes,
         specs=specs,
         first_seen=first_seen,
@@ -359,24 +358,29 @@ def convert_file(
             merger.add(decode_block(block, first_index, first_offset))
             bar.update(len(block))
     else:
-        # A bounded queue of blocks keeps memory flat however large the file.
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
             pending: deque = deque()
-            for first_index, first_offset, block in blocks:
-                pending.append(
-                    (
-                        len(block),
-                        pool.submit(decode_block, block, first_index, first_offset),
-                    )
-                )
-                if len(pending) > 2 * n_jobs:
-                    done, future = pending.popleft()
-                    merger.add(future.result())
-                    bar.update(done)
-            while pending:
-                done, future = pending.popleft()
+
+            def take_one():
+                size, future = pending.popleft()
                 merger.add(future.result())
-                bar.update(done)
+                bar.update(size)
+
+            try:
+                for first_index, first_offset, block in blocks:
+                    future = pool.submit(decode_block, block, first_index, first_offset)
+                    pending.append((len(block), future))
+                    # A bounded queue keeps memory flat however large the file.
+                    if len(pending) > 2 * n_jobs:
+                        take_one()
+            except RecordError:
+                # Blocks still pending lie before this error in the file, so
+                # an error of theirs is the one to report.
+                while pending:
+                    take_one()
+                raise
+            while pending:
+                take_one()
     bar.close()
 
     arrays = merger.arrays()

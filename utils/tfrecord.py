@@ -43,9 +43,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-import crc32c
 import numpy as np
 import orjson
+from crc32c import crc32c as _crc32c
 from google.protobuf.message import DecodeError
 
 from .schema import EPOCHS, EVALUATION_POINTS, METRIC_NAMES, OP_LABELS
@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 HEADER_SIZE = 12  # length (8) + its masked CRC (4)
+MAX_PAYLOAD = 1 << 26  # NAS-Bench-101 payloads are well under 1 KB
 FOOTER_SIZE = 4  # masked CRC of the payload
 
 _MASK_DELTA = 0xA282EAD8
@@ -110,7 +111,7 @@ class RecordError(ValueError):
 
 def masked_crc32c(data: bytes) -> int:
     """The masked CRC-32C that TFRecord stores after length and payload."""
-    crc = crc32c.crc32c(data)
+    crc = _crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -123,14 +124,16 @@ def iter_blocks(
     """Yield ``(first_index, first_offset, block)`` of whole records.
 
     Each block holds one or more complete records as they lie in the file,
-    about `block_size` bytes at a time. The CRC of every length is checked
-    here; the payload CRCs are left to :func:`iter_frames`, so that blocks
-    can be handed to other processes before their payloads are checked.
+    about `block_size` bytes at a time. Only the lengths are read here, so
+    that blocks can be handed to other processes quickly; the CRCs are
+    checked by :func:`iter_frames`, which every block goes through. A length
+    too large to be real is checked here at once, so that a corrupt header
+    cannot make this read the rest of the file into one block.
 
     Raises
     ------
     RecordError
-        On a corrupt length or a file that ends inside a record.
+        On a corrupt, implausible length or a file that ends inside a record.
     """
     with open(path, "rb") as handle:
         index, offset, buffer = 0, 0, b""
@@ -139,19 +142,13 @@ def iter_blocks(
             buffer = buffer + chunk if buffer else chunk
 
             # Walk the lengths to the last complete record in the buffer.
-            position, count = 0, 0
-            while position + HEADER_SIZE <= len(buffer):
-                length_bytes = buffer[position : position + 8]
-                (crc,) = _CRC.unpack_from(buffer, position + 8)
-                if masked_crc32c(length_bytes) != crc:
-                    raise RecordError(
-                        "corrupt record header: the CRC-32C of the length does "
-                        "not match (not a TFRecord file, or a damaged one)",
-                        index + count,
-                        offset + position,
-                    )
-                size = HEADER_SIZE + _LENGTH.unpack(length_bytes)[0] + FOOTER_SIZE
-                if position + size > len(buffer):
+            position, count, end = 0, 0, len(buffer)
+            while position + HEADER_SIZE <= end:
+                (length,) = _LENGTH.unpack_from(buffer, position)
+                if length > MAX_PAYLOAD:
+                    _check_header(buffer, position, index + count, offset + position)
+                size = HEADER_SIZE + length + FOOTER_SIZE
+                if position + size > end:
                     break
                 position += size
                 count += 1
@@ -164,8 +161,31 @@ def iter_blocks(
 
             if not chunk:
                 if buffer:
+                    _check_header(buffer, 0, index, offset)
                     raise RecordError(_truncation(buffer), index, offset)
                 return
+
+
+def _check_header(buffer: bytes, position: int, index: int, offset: int) -> None:
+    """Raise :class:`RecordError` if the length at `position` is corrupt."""
+    if len(buffer) - position < HEADER_SIZE:
+        return
+    (crc,) = _CRC.unpack_from(buffer, position + 8)
+    if masked_crc32c(buffer[position : position + 8]) != crc:
+        raise RecordError(
+            "corrupt record header: the CRC-32C of the length does not match "
+            "(not a TFRecord file, or a damaged one)",
+            index,
+            offset,
+        )
+    (length,) = _LENGTH.unpack_from(buffer, position)
+    if length > MAX_PAYLOAD:
+        raise RecordError(
+            f"record of {length:,} bytes; this reader takes at most "
+            f"{MAX_PAYLOAD:,} bytes a record",
+            index,
+            offset,
+        )
 
 
 def _truncation(rest: bytes) -> str:
@@ -184,18 +204,26 @@ def iter_frames(
 ) -> Iterator[tuple[int, int, bytes]]:
     """Yield ``(index, offset, payload)`` from a block of whole records.
 
-    Checks the payload CRC of every record; `first_index` and `first_offset`
-    place the block in its file for error messages.
+    Checks both CRCs of every record; `first_index` and `first_offset` place
+    the block in its file for error messages.
     """
     position, end = 0, len(block)
     index = first_index
+    unpack_length, unpack_crc, crc32 = _LENGTH.unpack_from, _CRC.unpack_from, _crc32c
     while position < end:
-        (length,) = _LENGTH.unpack_from(block, position)
+        # Both checks compare the stored, masked CRC with the computed one.
         start = position + HEADER_SIZE
-        stop = start + length
+        crc = crc32(block[position : position + 8])
+        if (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF != unpack_crc(
+            block, position + 8
+        )[0]:
+            _check_header(block, position, index, first_offset + position)
+        stop = start + unpack_length(block, position)[0]
         payload = block[start:stop]
-        (crc,) = _CRC.unpack_from(block, stop)
-        if masked_crc32c(payload) != crc:
+        crc = crc32(payload)
+        if (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF != unpack_crc(
+            block, stop
+        )[0]:
             raise RecordError(
                 "corrupt record: the CRC-32C of the payload does not match",
                 index,
@@ -322,6 +350,7 @@ def model_metrics_class() -> type:
 
 
 _NAN_POINT = (float("nan"),) * len(METRIC_NAMES)
+_TYPES = (str, int, str, str, str)
 
 
 def parse_payload(payload: bytes, index=None, offset=None) -> list:
@@ -334,12 +363,7 @@ def parse_payload(payload: bytes, index=None, offset=None) -> list:
         item = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
         raise RecordError(f"payload is not JSON ({error})", index, offset) from None
-    if (
-        type(item) is not list
-        or len(item) != 5
-        or not all(type(item[k]) is str for k in (0, 2, 3, 4))
-        or type(item[1]) is not int
-    ):
+    if type(item) is not list or len(item) != 5 or _TYPES != tuple(map(type, item)):
         got = type(item).__name__
         if type(item) is list:
             got = "[" + ", ".join(type(value).__name__ for value in item) + "]"
@@ -410,7 +434,8 @@ def decode_metrics(raw_metrics: str, index=None, offset=None) -> tuple:
     layout by others put other epochs there.
     """
     try:
-        message = model_metrics_class().FromString(base64.b64decode(raw_metrics))
+        # a2b_base64 skips the line breaks of wrapped text, as b64decode does.
+        message = model_metrics_class().FromString(binascii.a2b_base64(raw_metrics))
     except (binascii.Error, ValueError, DecodeError) as error:
         raise RecordError(
             f"raw_metrics is not base64 of a ModelMetrics message ({error})",
