@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> None:
         from utils.download import PUBLISHED, fetch
 
         file_name = PUBLISHED[args.download][0]
+        args.data_dir.mkdir(parents=True, exist_ok=True)
         output = args.output or (args.data_dir / file_name).with_suffix(".hdf5")
         check_output(output, args.force)
         source = fetch(
