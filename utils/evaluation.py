@@ -598,6 +598,13 @@ def search(
         ``param_<name>`` column per parameter, ``mean_cv_tau``,
         ``std_cv_tau``, ``rank`` and ``best`` (True for the winner).
 
+    Notes
+    -----
+    To tune inside every fit of :func:`run_experiments`, pass it a searcher
+    as a model, e.g. ``GridSearchCV(model, grid, scoring=kendall_tau_scorer,
+    cv=KFold(5, shuffle=True))``: it is fitted on the training cells of each
+    split only, so the search is nested in the evaluation.
+
     Examples
     --------
     >>> best, trials = search("ridge", {"alpha": [0.1, 1, 10]}, X, y, cv=3)
@@ -822,6 +829,18 @@ def run_experiments(
     ValueError
         For an unknown model or feature-set name, a label the file lacks or
         that no cell has, or a training size above the cells available.
+
+    Notes
+    -----
+    A saved row is recognised by its key alone, which holds the display name
+    of a model but not its parameters: after changing a model's parameters,
+    give it a new display name or a new `results_path`. One file should have
+    one writer at a time; two runs appending to it at once are not guarded
+    against.
+
+    Warning: ``evaluate="all"`` scores training cells too, which flatters
+    models that memorise them (forests, boosted trees); use it only to
+    compare with papers that report it.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
