@@ -168,7 +168,8 @@ def _keras_predictions(model, X):
 
     batch = [x.astype(np.float32) for x in inputs]
     scores = np.asarray(network(batch if len(batch) > 1 else batch[0])).ravel()
-    return model.y_mean_ + model.y_scale_ * scores
+    z = model.score_offset_ + model.score_slope_ * scores
+    return model.y_mean_ + model.y_scale_ * z
 
 
 def test_numpy_forward_pass_matches_keras_mlp(fitted_mlp):
@@ -181,9 +182,14 @@ def test_numpy_forward_pass_matches_keras_mlp(fitted_mlp):
 def test_numpy_forward_pass_matches_keras_gcn_pairwise():
     X, y = _cells(n_cells=40)
     model = clone(TINY_GCN).set_params(loss="pairwise", random_state=0).fit(X, y)
+    predictions = model.predict(X)
     np.testing.assert_allclose(
-        model.predict(X), _keras_predictions(model, X), rtol=1e-4, atol=1e-5
+        predictions, _keras_predictions(model, X), rtol=1e-4, atol=1e-5
     )
+
+    # The ranking scores are mapped onto y by an increasing line.
+    assert model.score_slope_ > 0
+    assert predictions.mean() == pytest.approx(y.mean())
 
 
 def test_gcn_ranks_held_out_cells():

@@ -152,7 +152,7 @@ def test_rank_ensemble_returns_scaled_ranks():
 
 def test_default_ensemble_members():
     names = [name for name, _ in RankEnsemble()._members()]
-    assert names == ["ridge", "rf", "xgb"]
+    assert names == ["xgb", "xgb_rank"]
 
 
 def test_rank_ensemble_zscore_is_batch_independent():

@@ -39,9 +39,11 @@ gives one set of predictions. The global states of ``random`` and
 otherwise, TensorFlow's C++ logging is limited to errors.
 
 With ``loss="pairwise"`` a network learns only the order of the training
-cells (a logistic loss on every pair of cells in a batch); its predictions
-are then ranking scores, for which R^2 and the mean absolute error are not
-meaningful.
+cells (a logistic loss on every ordered pair of cells in a batch, as in
+RankNet). Its scores have no scale of their own, so ``fit`` maps them onto
+the targets with the least-squares line on the training cells, kept
+increasing; the order is the network's, the scale is approximate, and R^2 or
+the mean absolute error flatter or harm such a model more than its ranking.
 """
 
 from __future__ import annotations
@@ -163,6 +165,26 @@ class _KerasPredictor(TargetScaledRegressor):
             if not (isinstance(value, int | np.integer) and value >= 1):
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
 
+    def _fit_scaled(self, X, z, random_state):
+        self._train(self._inputs(X), z, random_state)
+
+        # Map the network's scores onto z: the identity for "mse"; for
+        # "pairwise", whose scores have no scale, the least-squares line on
+        # the training cells (kept increasing, so the order never flips).
+        self.score_slope_, self.score_offset_ = 1.0, 0.0
+        if self.loss == "pairwise":
+            scores = self._network_scores(X)
+            spread = scores.std()
+            if spread > 0:
+                slope = np.cov(scores, z, bias=True)[0, 1] / spread**2
+                if slope <= 0:
+                    slope = z.std() / spread
+                self.score_slope_ = float(slope)
+                self.score_offset_ = float(z.mean() - slope * scores.mean())
+
+    def _predict_scaled(self, X):
+        return self.score_offset_ + self.score_slope_ * self._network_scores(X)
+
     def _train(self, inputs: list[np.ndarray], z: np.ndarray, random_state) -> None:
         """Build a fresh network, train it on ``z`` and keep its weights."""
         self._check_params()
@@ -265,7 +287,8 @@ class MLPPredictor(_KerasPredictor):
         Initial learning rate, decayed to zero on a cosine schedule.
     loss : {"mse", "pairwise"}, default="mse"
         Squared error on standardised targets, or a pairwise logistic ranking
-        loss (predictions are then ranking scores).
+        loss whose scores are mapped onto the targets by a line (see the
+        module's notes).
     n_jobs : int or None, default=None
         TensorFlow threads (None: TensorFlow's default); see Notes.
     random_state : int, RandomState instance or None, default=None
@@ -278,6 +301,9 @@ class MLPPredictor(_KerasPredictor):
         features).
     weights_ : dict of str to list of ndarray
         Trained weights by layer name.
+    score_slope_, score_offset_ : float
+        Line from network scores to standardised targets (1 and 0 for
+        ``"mse"``).
     loss_curve_ : list of float
         Training loss per epoch.
 
@@ -313,16 +339,20 @@ class MLPPredictor(_KerasPredictor):
         return tuple(self.hidden_layer_sizes)
 
     def _fit_scaled(self, X, z, random_state):
+        # Standardise the features on the training cells, then train.
         self.x_mean_ = X.mean(axis=0)
         scale = X.std(axis=0)
         self.x_scale_ = np.where(scale > 0, scale, 1.0)
-        self._train([(X - self.x_mean_) / self.x_scale_], z, random_state)
+        super()._fit_scaled(X, z, random_state)
+
+    def _inputs(self, X):
+        return [(X - self.x_mean_) / self.x_scale_]
 
     def _build(self, keras, inputs):
         features = keras.Input(shape=(inputs[0].shape[1],), name="features")
         return keras.Model(features, self._dense_head(keras, features))
 
-    def _predict_scaled(self, X):
+    def _network_scores(self, X):
         return self._dense_head_numpy((X - self.x_mean_) / self.x_scale_)
 
 
@@ -390,7 +420,8 @@ class GCNPredictor(_KerasPredictor):
         Initial learning rate, decayed to zero on a cosine schedule.
     loss : {"mse", "pairwise"}, default="mse"
         Squared error on standardised targets, or a pairwise logistic ranking
-        loss (predictions are then ranking scores).
+        loss whose scores are mapped onto the targets by a line (see the
+        module's notes).
     n_jobs : int or None, default=None
         TensorFlow threads (None: TensorFlow's default).
     random_state : int, RandomState instance or None, default=None
@@ -400,6 +431,9 @@ class GCNPredictor(_KerasPredictor):
     ----------
     weights_ : dict of str to list of ndarray
         Trained weights by layer name.
+    score_slope_, score_offset_ : float
+        Line from network scores to standardised targets (1 and 0 for
+        ``"mse"``).
     loss_curve_ : list of float
         Training loss per epoch.
 
@@ -450,8 +484,8 @@ class GCNPredictor(_KerasPredictor):
     def _head_sizes(self) -> tuple[int, ...]:
         return (self.head_units,) if self.head_units else ()
 
-    def _fit_scaled(self, X, z, random_state):
-        self._train(list(_propagation_matrices(X)), z, random_state)
+    def _inputs(self, X):
+        return list(_propagation_matrices(X))
 
     def _build(self, keras, inputs):
         graph_conv = _graph_conv_layer(keras)
@@ -475,7 +509,7 @@ class GCNPredictor(_KerasPredictor):
             [forward, backward, ops, mask], self._dense_head(keras, pooled)
         )
 
-    def _predict_scaled(self, X):
+    def _network_scores(self, X):
         forward, backward, h, mask = _propagation_matrices(X)
         for i in range(self.num_layers):
             w_fwd, b_fwd, w_bwd, b_bwd = self.weights_[f"graph_conv_{i}"]
