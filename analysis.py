@@ -109,6 +109,8 @@ print("training label:  ", train_label, f"({note})" if note else "")
 eval_label, note = support.pick_label(data, BUDGET, EVAL_METRIC, "final", RUNS)
 print("evaluation label:", eval_label, f"({note})" if note else "")
 accuracy = eval_label.values(data)
+LABELS = dict(train_label=train_label, eval_label=eval_label, evaluate=EVALUATE)
+RUN = dict(**LABELS, n_jobs=N_JOBS, results_path=RESULTS_PATH)
 
 # %% [markdown]
 # The table has one entry per label of the benchmark: the cells that have
@@ -304,18 +306,7 @@ support.column_correlations(data, ["output_inputs"], accuracy)
 # reads the cell as a graph and runs on its own `graph` layout only.)
 
 # %%
-grid = support.run_grid(
-    data,
-    MODELS,
-    COMPARED,
-    [TRAIN_SIZE],
-    SEEDS,
-    train_label=train_label,
-    eval_label=eval_label,
-    evaluate=EVALUATE,
-    n_jobs=N_JOBS,
-    results_path=RESULTS_PATH,
-)
+grid = support.run_grid(data, MODELS, COMPARED, [TRAIN_SIZE], SEEDS, **RUN)
 show(plots.plot_metric_heatmap(grid), "tau_heatmap")
 
 # %% [markdown]
@@ -347,24 +338,7 @@ table.sort_values("mean", ascending=False)
 # %%
 best = support.best_pairs(grid)
 display(best)
-curves = pd.concat(
-    [
-        support.run_grid(
-            data,
-            [row.model],
-            [row.feature_set],
-            TRAIN_SIZES,
-            SEEDS,
-            train_label=train_label,
-            eval_label=eval_label,
-            evaluate=EVALUATE,
-            n_jobs=N_JOBS,
-            results_path=RESULTS_PATH,
-        )
-        for row in best.itertuples()
-    ],
-    ignore_index=True,
-)
+curves = support.run_pairs(data, best, TRAIN_SIZES, SEEDS, **RUN)
 show(plots.plot_learning_curves(curves, ceiling=ceiling_tau), "learning_curves")
 
 # %% [markdown]
@@ -383,28 +357,22 @@ show(plots.plot_learning_curves(curves, ceiling=ceiling_tau), "learning_curves")
 # %%
 largest = curves[curves["train_size"] == max(TRAIN_SIZES)]
 top = support.best_pairs(largest).iloc[0]
+size = max(TRAIN_SIZES)
 predictions = support.fit_predict(
-    data,
-    top.model,
-    top.feature_set,
-    max(TRAIN_SIZES),
-    SEEDS[0],
-    train_label,
-    eval_label,
-    EVALUATE,
+    data, top.model, top.feature_set, size, SEEDS[0], **LABELS
 )
-title = f"{top.model} on {top.feature_set}, {max(TRAIN_SIZES)} training cells"
-fig = plots.plot_predicted_vs_true(
-    predictions["y_true"],
-    predictions["y_pred"],
-    TOP_FRACTION,
-    title,
-    scores=top.model in ("xgb_rank", "ensemble"),
-)
-show(fig, "predicted_vs_true")
+title = f"{top.model} on {top.feature_set}, {size} training cells"
+display(pd.Series(predictions.attrs).to_frame(title).T)
+
+# %% [markdown]
+# Its scores are in the table; the figure shows every evaluated cell on the
+# left and the top `TOP_FRACTION` by truth or by prediction on the right.
 
 # %%
-display(pd.Series(predictions.attrs).to_frame(title).T)
+y_true, y_pred = predictions["y_true"], predictions["y_pred"]
+scores = top.model in support.SCORE_MODELS
+fig = plots.plot_predicted_vs_true(y_true, y_pred, TOP_FRACTION, title, scores)
+show(fig, "predicted_vs_true")
 
 # %% [markdown]
 # Over the whole range the bulk of the cells follows the diagonal, but the

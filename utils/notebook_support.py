@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_DATA_FILES",
     "SPACE_SIZE",
     "FIXED_FEATURE_SETS",
+    "SCORE_MODELS",
     "PUBLISHED",
     "PUBLISHED_PROTOCOL",
     "resolve_data_file",
@@ -62,6 +63,7 @@ __all__ = [
     "feature_set_table",
     "column_correlations",
     "run_grid",
+    "run_pairs",
     "best_pairs",
     "fit_predict",
     "precision_curve",
@@ -85,6 +87,9 @@ SPACE_SIZE = 423_624
 
 #: Models that read one feature layout only, and that layout.
 FIXED_FEATURE_SETS = {"gcn": "graph"}
+
+#: Models whose predictions are ranking scores, not accuracies (by default).
+SCORE_MODELS = ("xgb_rank", "ensemble")
 
 _HOW_TO_GET = """\
 no NAS-Bench-101 data file: {tried}.
@@ -428,6 +433,36 @@ def run_grid(
     return results.sort_values(
         "model", key=lambda column: column.map(order), kind="stable"
     ).reset_index(drop=True)
+
+
+def run_pairs(
+    data,
+    pairs: pd.DataFrame,
+    train_sizes: Sequence[int],
+    seeds: Sequence[int],
+    **kwargs,
+) -> pd.DataFrame:
+    """:func:`run_grid` for given (model, feature set) pairs only.
+
+    Parameters
+    ----------
+    data : NASBench101
+    pairs : DataFrame
+        Columns ``model`` and ``feature_set``, e.g. from :func:`best_pairs`.
+    train_sizes, seeds : sequence of int
+    **kwargs
+        Passed on to :func:`run_grid`.
+
+    Returns
+    -------
+    DataFrame
+        The tidy rows of every pair, in the order of `pairs`.
+    """
+    runs = [
+        run_grid(data, [pair.model], [pair.feature_set], train_sizes, seeds, **kwargs)
+        for pair in pairs.itertuples()
+    ]
+    return pd.concat(runs, ignore_index=True)
 
 
 def best_pairs(results: pd.DataFrame, metric: str = "kendall_tau") -> pd.DataFrame:
