@@ -6,6 +6,7 @@ by ``predict`` matches the trained Keras network.
 """
 
 import copy
+import pickle
 import random
 
 import numpy as np
@@ -19,7 +20,7 @@ from utils.neural import GCN_FEATURES, GCNPredictor, MLPPredictor, _propagation_
 
 pytestmark = pytest.mark.slow
 
-TINY_MLP = MLPPredictor(hidden_layer_sizes=(16,), epochs=3, batch_size=16)
+TINY_MLP = MLPPredictor(hidden_layer_sizes=(16,), epochs=3, batch_size=16, loss="mse")
 TINY_GCN = GCNPredictor(
     hidden_units=16, num_layers=2, head_units=8, epochs=3, batch_size=16
 )
@@ -224,6 +225,12 @@ def test_padding_vertices_do_not_change_predictions(fitted_gcn):
     np.testing.assert_allclose(model.predict(noisy[:, 0]), model.predict(X))
 
 
+def test_fitted_gcn_pickles_and_predicts_alike(fitted_gcn):
+    X, _ = _cells(n_cells=20)
+    restored = pickle.loads(pickle.dumps(fitted_gcn))
+    np.testing.assert_array_equal(restored.predict(X), fitted_gcn.predict(X))
+
+
 def test_fit_keeps_the_global_random_state():
     X, y = _linear_problem(n_cells=30)
     random.seed(5)
@@ -271,4 +278,4 @@ def test_bad_epochs_are_refused():
 
 def test_pairwise_loss_is_tagged_as_scoring_poorly():
     assert GCNPredictor(loss="pairwise").__sklearn_tags__().regressor_tags.poor_score
-    assert not MLPPredictor().__sklearn_tags__().regressor_tags.poor_score
+    assert not MLPPredictor(loss="mse").__sklearn_tags__().regressor_tags.poor_score

@@ -38,12 +38,18 @@ gives one set of predictions. The global states of ``random`` and
 ``numpy.random`` are restored after training. Unless the environment says
 otherwise, TensorFlow's C++ logging is limited to errors.
 
-With ``loss="pairwise"`` a network learns only the order of the training
-cells (a logistic loss on every ordered pair of cells in a batch, as in
-RankNet). Its scores have no scale of their own, so ``fit`` maps them onto
-the targets with the least-squares line on the training cells, kept
-increasing; the order is the network's, the scale is approximate, and R^2 or
-the mean absolute error flatter or harm such a model more than its ranking.
+Loss: by default (``loss="pairwise"``) a network learns only the order of
+the training cells, by a logistic loss on every ordered pair of cells in a
+batch (as in RankNet); this ranks held-out cells better than squared error.
+Its scores have no scale of their own, so ``fit`` maps them onto the targets
+with the least-squares line on the training cells, kept increasing: the order
+is the network's, the scale only approximate, so judge such a model by a rank
+correlation rather than by R^2 or the mean absolute error. ``loss="mse"``
+trains on squared error of the standardised targets instead.
+
+Cost and quality of the GCN defaults on the real 20k-cell sample (Kendall's
+tau on 2,000 held-out cells, two shared CPU cores): 172 training cells 0.76
+in about 20 s, 424 cells 0.80 in 30-50 s, 1,000 cells 0.83 in about 90 s.
 """
 
 from __future__ import annotations
@@ -285,10 +291,10 @@ class MLPPredictor(_KerasPredictor):
         Cells per gradient step.
     learning_rate : float, default=1e-3
         Initial learning rate, decayed to zero on a cosine schedule.
-    loss : {"mse", "pairwise"}, default="mse"
-        Squared error on standardised targets, or a pairwise logistic ranking
-        loss whose scores are mapped onto the targets by a line (see the
-        module's notes).
+    loss : {"mse", "pairwise"}, default="pairwise"
+        A pairwise logistic ranking loss, whose scores are mapped onto the
+        targets by a line (see the module's notes), or squared error on the
+        standardised targets. Pairwise ranks held-out cells better.
     n_jobs : int or None, default=None
         TensorFlow threads (None: TensorFlow's default); see Notes.
     random_state : int, RandomState instance or None, default=None
@@ -321,7 +327,7 @@ class MLPPredictor(_KerasPredictor):
         epochs: int = 200,
         batch_size: int = 32,
         learning_rate: float = 1e-3,
-        loss: str = "mse",
+        loss: str = "pairwise",
         n_jobs: int | None = None,
         random_state=None,
     ):
@@ -418,10 +424,10 @@ class GCNPredictor(_KerasPredictor):
         Cells per gradient step.
     learning_rate : float, default=1e-3
         Initial learning rate, decayed to zero on a cosine schedule.
-    loss : {"mse", "pairwise"}, default="mse"
-        Squared error on standardised targets, or a pairwise logistic ranking
-        loss whose scores are mapped onto the targets by a line (see the
-        module's notes).
+    loss : {"mse", "pairwise"}, default="pairwise"
+        A pairwise logistic ranking loss, whose scores are mapped onto the
+        targets by a line (see the module's notes), or squared error on the
+        standardised targets. Pairwise ranks held-out cells better.
     n_jobs : int or None, default=None
         TensorFlow threads (None: TensorFlow's default).
     random_state : int, RandomState instance or None, default=None
@@ -458,7 +464,7 @@ class GCNPredictor(_KerasPredictor):
         epochs: int = 250,
         batch_size: int = 32,
         learning_rate: float = 1e-3,
-        loss: str = "mse",
+        loss: str = "pairwise",
         n_jobs: int | None = None,
         random_state=None,
     ):
