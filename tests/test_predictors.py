@@ -17,6 +17,7 @@ from utils.predictors import (
     RidgePredictor,
     XGBPredictor,
     make_model,
+    score_line,
 )
 
 # Small versions of every model, fast enough for the full estimator checks.
@@ -117,6 +118,29 @@ def test_regressors_predict_on_the_scale_of_y():
         assert abs(predictions.mean() - y.mean()) < 0.01
         assert model.y_mean_ == pytest.approx(y.mean())
         assert model.y_scale_ == pytest.approx(y.std())
+
+
+def test_score_line_is_least_squares_when_increasing():
+    scores = np.array([0.0, 1.0, 2.0, 3.0])
+    z = np.array([1.0, 3.0, 5.0, 7.0])
+    assert score_line(scores, z) == pytest.approx((2.0, 1.0))
+
+
+def test_score_line_keeps_the_order_of_bad_scores():
+    scores = np.array([0.0, 1.0, 2.0, 3.0])
+    slope, offset = score_line(scores, -scores)
+    assert slope == pytest.approx(1.0)
+    assert offset == pytest.approx(-3.0)
+    assert score_line(np.ones(4), scores) == (1.0, 0.0)
+
+
+def test_ranker_scores_are_put_on_the_scale_of_y():
+    X, y = _linear_problem()
+    y = 0.9 + 0.01 * y
+    model = XGBPredictor(objective="rank:pairwise", n_estimators=50).fit(X, y)
+
+    assert model.score_slope_ > 0
+    assert model.predict(X).mean() == pytest.approx(y.mean())
 
 
 def test_constant_targets_predict_the_constant():

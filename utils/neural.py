@@ -62,7 +62,7 @@ import warnings
 
 import numpy as np
 
-from utils.predictors import TargetScaledRegressor
+from utils.predictors import TargetScaledRegressor, score_line
 
 __all__ = ["MLPPredictor", "GCNPredictor", "GCN_FEATURES"]
 
@@ -179,14 +179,8 @@ class _KerasPredictor(TargetScaledRegressor):
         # the training cells (kept increasing, so the order never flips).
         self.score_slope_, self.score_offset_ = 1.0, 0.0
         if self.loss == "pairwise":
-            scores = self._network_scores(X)
-            spread = scores.std()
-            if spread > 0:
-                slope = np.cov(scores, z, bias=True)[0, 1] / spread**2
-                if slope <= 0:
-                    slope = z.std() / spread
-                self.score_slope_ = float(slope)
-                self.score_offset_ = float(z.mean() - slope * scores.mean())
+            line = score_line(self._network_scores(X), z)
+            self.score_slope_, self.score_offset_ = line
 
     def _predict_scaled(self, X):
         return self.score_offset_ + self.score_slope_ * self._network_scores(X)

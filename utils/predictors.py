@@ -21,8 +21,9 @@ Models
                 features.
 ``"rf"``        :class:`RandomForestPredictor`, a random forest.
 ``"xgb"``       :class:`XGBPredictor`, gradient-boosted trees, squared error.
-``"xgb_rank"``  :class:`XGBPredictor` with ``objective="rank:pairwise"``: the
-                predictions are ranking scores, not accuracies.
+``"xgb_rank"``  :class:`XGBPredictor` with ``objective="rank:pairwise"``: it
+                learns the order of the cells only; its scores are mapped
+                onto the targets by an increasing line (:func:`score_line`).
 ``"mlp"``       :class:`utils.neural.MLPPredictor`, a Keras multilayer
                 perceptron.
 ``"gcn"``       :class:`utils.neural.GCNPredictor`, a graph convolutional
@@ -58,6 +59,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = [
     "TargetScaledRegressor",
+    "score_line",
     "RidgePredictor",
     "RandomForestPredictor",
     "XGBPredictor",
@@ -95,6 +97,37 @@ def _check_no_nan_targets(y) -> None:
             "measured; drop those cells or choose runs='mean' to average the "
             "measured runs (expected finite targets only)"
         )
+
+
+def score_line(scores: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+    """Increasing line that maps ranking scores onto targets.
+
+    The least-squares line from ``scores`` to ``z`` on the training cells;
+    when its slope is not positive (scores that rank the training cells
+    badly), the line that matches their mean and standard deviation instead,
+    so that the order of the scores is always kept.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_cells,)
+        Ranking scores of the training cells.
+    z : ndarray of shape (n_cells,)
+        Their (standardised) targets.
+
+    Returns
+    -------
+    slope, offset : float
+        ``offset + slope * scores`` approximates ``z``; (1.0, 0.0) for
+        constant scores.
+    """
+    spread = float(np.std(scores))
+    if spread == 0:
+        return 1.0, 0.0
+
+    slope = float(np.cov(scores, z, bias=True)[0, 1]) / spread**2
+    if slope <= 0:
+        slope = float(np.std(z)) / spread
+    return slope, float(np.mean(z) - slope * np.mean(scores))
 
 
 class TargetScaledRegressor(RegressorMixin, BaseEstimator):
@@ -302,13 +335,19 @@ class XGBPredictor(TargetScaledRegressor):
     ----------
     model_ : xgboost.XGBRegressor or xgboost.XGBRanker
         The fitted booster.
+    score_slope_, score_offset_ : float
+        Line from the booster's output to standardised targets: the
+        identity for squared error, :func:`score_line` on the training cells
+        for ranking.
 
     Notes
     -----
-    With ``"rank:pairwise"`` the predictions are ranking scores: their order
-    is meaningful, their values are not, so R^2 (``score``) and the mean
-    absolute error say nothing about such a model; compare it by a rank
-    correlation such as Kendall's tau.
+    With ``"rank:pairwise"`` the booster learns an order only. Its scores are
+    put on the scale of ``y`` by an increasing line fitted on the training
+    cells, so the order of the predictions is the ranker's and their values
+    are approximate: R^2 (``score``) and the mean absolute error understate or
+    misstate such a model; compare it by a rank correlation such as Kendall's
+    tau.
     """
 
     def __init__(
@@ -371,8 +410,14 @@ class XGBPredictor(TargetScaledRegressor):
             self.model_ = xgboost.XGBRegressor(objective=self.objective, **params)
             self.model_.fit(X, z)
 
+        # Ranking scores have no scale: map them onto z by an increasing line.
+        self.score_slope_, self.score_offset_ = 1.0, 0.0
+        if self.objective == "rank:pairwise":
+            line = score_line(self.model_.predict(X), z)
+            self.score_slope_, self.score_offset_ = line
+
     def _predict_scaled(self, X):
-        return self.model_.predict(X)
+        return self.score_offset_ + self.score_slope_ * self.model_.predict(X)
 
     def predict(self, X) -> np.ndarray:
         """Predict targets of cells (ranking scores for ``"rank:pairwise"``).
@@ -385,8 +430,8 @@ class XGBPredictor(TargetScaledRegressor):
         Returns
         -------
         y_pred : ndarray of shape (n_cells,)
-            Predicted targets, or for the ranking objective scores whose order
-            alone is meaningful (higher means better).
+            Predicted targets; for the ranking objective, ranking scores put
+            on the scale of ``y`` (their order is what the model learnt).
         """
         return super().predict(X)
 
