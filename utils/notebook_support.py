@@ -88,8 +88,9 @@ SPACE_SIZE = 423_624
 #: Models that read one feature layout only, and that layout.
 FIXED_FEATURE_SETS = {"gcn": "graph"}
 
-#: Models whose predictions are ranking scores, not accuracies (by default).
-SCORE_MODELS = ("xgb_rank", "ensemble")
+#: Models whose predictions are ranks, not accuracies, with their defaults
+#: (the rank ensemble; the rankers map their scores onto the targets).
+SCORE_MODELS = ("ensemble",)
 
 _HOW_TO_GET = """\
 no NAS-Bench-101 data file: {tried}.
