@@ -36,6 +36,16 @@ Example::
     model = make_model("xgb", random_state=0).fit(X_train, y_train)
     scores = model.predict(X_test)              # (n_test,)
 
+Defaults were chosen on the real 20k-cell sample: Kendall's tau between
+predictions and final validation accuracy on 2,000 held-out cells, after
+training on 172 / 424 / 1,000 cells (mean of 1-3 seeds; trees and ridge on
+the 400 ``adj_path`` columns, the networks on the 84 ``graph`` columns)::
+
+    ridge     0.57 / 0.61 / 0.60       mlp       0.64 / 0.71 / 0.78
+    rf        0.60 / 0.67 / 0.72       gcn       0.76 / 0.80 / 0.83
+    xgb       0.65 / 0.72 / 0.75       ensemble  0.67 / 0.73 / 0.77
+    xgb_rank  0.65 / 0.70 / 0.76
+
 Targets with NaN (cells whose requested runs were not all measured) are
 refused with a message that says how many; drop those cells first or average
 the runs that were measured. TensorFlow is imported only when a neural model
@@ -222,8 +232,13 @@ class RidgePredictor(TargetScaledRegressor):
 
     Parameters
     ----------
-    alpha : float, default=10.0
-        L2 penalty, on the scale of standardised features and targets.
+    alpha : float, default=300.0
+        L2 penalty, on the scale of standardised features and targets. Rare
+        binary columns (most path features) become large once standardised,
+        so a long encoding needs a strong penalty: on the real sample, with
+        the 400 ``adj_path`` columns, 300 ranked held-out cells better than
+        10 or 100 and about as well as 1,000; the 36 ``basic`` columns prefer
+        10-100.
     random_state : int, RandomState instance or None, default=None
         Unused (ridge is deterministic); present so that every model of the
         registry takes the same arguments.
@@ -234,7 +249,7 @@ class RidgePredictor(TargetScaledRegressor):
         ``StandardScaler`` followed by ``Ridge``, fitted on scaled targets.
     """
 
-    def __init__(self, alpha: float = 10.0, random_state=None):
+    def __init__(self, alpha: float = 300.0, random_state=None):
         self.alpha = alpha
         self.random_state = random_state
 
