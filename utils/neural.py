@@ -32,11 +32,13 @@ Example::
     model = GCNPredictor(random_state=0).fit(X_train, y_train)
     scores = model.predict(X_test)              # (n_test,)
 
-Reproducibility: ``fit`` seeds Keras with ``random_state`` and turns on
-TensorFlow's deterministic ops (for the whole process, once), so one seed
-gives one set of predictions. The global states of ``random`` and
-``numpy.random`` are restored after training. Unless the environment says
-otherwise, TensorFlow's C++ logging is limited to errors.
+Reproducibility: ``fit`` clears Keras' global session, seeds Keras with
+``random_state`` and turns on TensorFlow's deterministic ops (for the whole
+process), so one seed gives one set of predictions. The global states of
+``random`` and ``numpy.random`` are restored after training. Unless the
+environment says otherwise, TensorFlow's C++ logging is limited to errors.
+Other Keras models of the same process keep working, but share the
+deterministic ops and the thread counts set here.
 
 Loss: by default (``loss="pairwise"``) a network learns only the order of
 the training cells, by a logistic loss on every ordered pair of cells in a
@@ -80,9 +82,9 @@ _threads_set: int | None = None
 def _import_keras(n_jobs: int | None):
     """Import TensorFlow and Keras, quiet and deterministic.
 
-    ``n_jobs`` sets TensorFlow's intra-op threads on the first call in the
-    process; TensorFlow refuses a change once it has started, so a later,
-    different value is ignored with a warning.
+    ``n_jobs`` sets TensorFlow's intra- and inter-op threads on the first
+    call that gives it; TensorFlow refuses a change once it has started, so a
+    later, different value is ignored with a warning.
     """
     global _threads_set
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -264,7 +266,6 @@ class _KerasPredictor(TargetScaledRegressor):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.regressor_tags.poor_score = self.loss == "pairwise"
-        tags.non_deterministic = False
         return tags
 
 
