@@ -177,7 +177,8 @@ def good_items():
         (payload_of([1, 2, 3]), r"got \[int, int, int\]"),
         (payload_of([HASH, "108", "0", "a", "b"]), r"got \[str, str, str, str, str\]"),
         (payload_of([HASH, 50, "0110", "input,output", ""]), r"budget of 50 epochs"),
-        (payload_of(["xyz", 108, "0", "input", ""]), r"'xyz' is not 32 hex"),
+        (payload_of(["xyz", 108, "0110", "input,output", ""]), r"'xyz' is not 32 hex"),
+        (payload_of(["A" * 32, 108, "0110", "input,output", ""]), r"'A{32}' is not 32"),
     ],
 )
 def test_malformed_payloads(payload, message):
@@ -206,6 +207,14 @@ def test_invalid_specs(adjacency, operations, message):
     items = good_items()
     items[2:4] = [adjacency, operations]
     with pytest.raises(RecordError, match="invalid spec: .*" + message):
+        decode_payload(payload_of(items))
+
+
+def test_a_known_op_string_is_still_checked_against_the_matrix():
+    items = good_items()
+    decode_payload(payload_of(items))  # "input,maxpool3x3,output" is fine here
+    items[2] = "0100"
+    with pytest.raises(RecordError, match="3 labels, expected V = 2"):
         decode_payload(payload_of(items))
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -44,7 +45,7 @@ from .schema import (
 )
 from .tfrecord import (
     RecordError,
-    check_spec,
+    check_cell,
     decode_metrics,
     iter_blocks,
     iter_frames,
@@ -58,6 +59,19 @@ logger = logging.getLogger(__name__)
 _BUDGET_INDEX = {epochs: position for position, epochs in enumerate(EPOCHS)}
 _OP_CODES = {"input": INPUT, "output": OUTPUT}
 _OP_CODES.update({label: code for code, label in enumerate(OP_LABELS)})
+
+# What a worker keeps of a record: offset, cell (in its block), budget index,
+# parameter count and the 8 metrics (halfway, then final).
+_ROW = struct.Struct("<qiiq8d")
+_ROW_DTYPE = np.dtype(
+    [
+        ("offset", "<i8"),
+        ("cell", "<i4"),
+        ("budget", "<i4"),
+        ("parameters", "<i8"),
+        ("metrics", "<f8", (8,)),
+    ]
+)
 
 
 @dataclass
@@ -82,7 +96,8 @@ class _Block:
 
 def decode_block(block: bytes, first_index: int, first_offset: int) -> _Block:
     """Decode a block of whole records (see :func:`utils.tfrecord.iter_blocks`)."""
-    rows = []  # (offset, cell, budget, parameters, 8 metrics) per record
+    rows = []  # one packed _ROW a record
+    pack = _ROW.pack
     local: dict[str, int] = {}
     hashes, specs, first_seen = [], [], []
 
@@ -91,12 +106,11 @@ def decode_block(block: bytes, first_index: int, first_offset: int) -> _Block:
             payload, index, offset
         )
 
-        # A cell's spec is checked when the block first meets it; later
-        # records of the cell are compared with it (and the caller compares
-        # it with other blocks).
+        # A cell is checked when the block first meets it; its later records
+        # are compared with it here, and with other blocks by the caller.
         cell = local.get(module_hash)
         if cell is None:
-            check_spec(raw_adjacency, raw_operations, index, offset)
+            check_cell(module_hash, raw_adjacency, raw_operations, index, offset)
             cell = local[module_hash] = len(hashes)
             hashes.append(module_hash)
             specs.append((raw_adjacency, raw_operations))
@@ -105,17 +119,16 @@ def decode_block(block: bytes, first_index: int, first_offset: int) -> _Block:
             _spec_conflict(module_hash, index, offset)
 
         count, halfway, final = decode_metrics(raw_metrics, index, offset)
-        rows.append((offset, cell, _BUDGET_INDEX[epochs], count, *halfway, *final))
+        rows.append(pack(offset, cell, _BUDGET_INDEX[epochs], count, *halfway, *final))
 
-    # Offsets and parameter counts stay exact in float64 (below 2**53).
-    table = np.array(rows, dtype=np.float64).reshape(-1, 12)
+    table = np.frombuffer(b"".join(rows), dtype=_ROW_DTYPE)
     return _Block(
         first_index=first_index,
-        offsets=table[:, 0].astype(np.int64),
-        cells=table[:, 1].astype(np.int32),
-        budgets=table[:, 2].astype(np.int8),
-        parameters=table[:, 3].astype(np.int64),
-        metrics=table[:, 4:].astype(np.float32).reshape(-1, 2, 4),
+        offsets=table["offset"],
+        cells=table["cell"],
+        budgets=table["budget"].astype(np.int8),
+        parameters=table["parameters"],
+        metrics=table["metrics"].astype(np.float32).reshape(-1, 2, 4),
         hashes=hashes,
         specs=specs,
         first_seen=first_seen,

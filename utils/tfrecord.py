@@ -48,7 +48,7 @@ import orjson
 from crc32c import crc32c as _crc32c
 from google.protobuf.message import DecodeError
 
-from .schema import EPOCHS, EVALUATION_POINTS, METRIC_NAMES, OP_LABELS
+from .schema import EPOCHS, EVALUATION_POINTS, MAX_VERTICES, METRIC_NAMES, OP_LABELS
 
 __all__ = [
     "RecordError",
@@ -64,7 +64,7 @@ __all__ = [
     "model_metrics_class",
     "Record",
     "parse_payload",
-    "check_spec",
+    "check_cell",
     "decode_metrics",
     "decode_payload",
     "encode_payload",
@@ -380,38 +380,69 @@ def parse_payload(payload: bytes, index=None, offset=None) -> list:
             index,
             offset,
         )
-    if len(item[0]) != 32 or item[0].strip(_HEX):
-        raise RecordError(
-            f"module_hash {item[0]!r} is not 32 hex characters", index, offset
-        )
     return item
 
 
-def check_spec(raw_adjacency: str, raw_operations: str, index=None, offset=None):
-    """Raise :class:`RecordError` unless the raw spec is well-formed.
+# V for each possible length of raw_adjacency, and for each V the bits that
+# must be 0 (diagonal and below) when the string is read as a binary number.
+_VERTICES = {v * v: v for v in range(2, MAX_VERTICES + 1)}
+_LOWER_BITS = {
+    v: sum(
+        1 << (v * v - 1 - (row * v + column))
+        for row in range(v)
+        for column in range(row + 1)
+    )
+    for v in _VERTICES.values()
+}
+_CHECKED_OPS: set[str] = set()  # raw_operations already found well-formed
 
-    Well-formed: a V*V string of 0/1 (2 <= V <= 7), strictly upper-triangular,
-    and V labels, ``input`` first, ``output`` last and OP_LABELS between.
+
+def check_cell(
+    module_hash: str, raw_adjacency: str, raw_operations: str, index=None, offset=None
+):
+    """Raise :class:`RecordError` unless a record's cell fields are well-formed.
+
+    Well-formed: a hash of 32 lowercase hex digits; a V*V string of 0/1
+    (2 <= V <= 7), strictly upper-triangular; and V labels, ``input`` first,
+    ``output`` last and OP_LABELS between. A reader of many records checks
+    each cell once, since all records of a cell must agree.
     """
+    if len(module_hash) != 32 or module_hash.strip(_HEX):
+        raise RecordError(
+            f"module_hash {module_hash!r} is not 32 hex characters", index, offset
+        )
+
     problem = None
-    v = round(len(raw_adjacency) ** 0.5)
-    ops = raw_operations.split(",")
-    if v * v != len(raw_adjacency) or not 2 <= v <= 7:
+    v = _VERTICES.get(len(raw_adjacency))
+    if v is None:
         problem = (
             f"raw_adjacency has {len(raw_adjacency)} characters, expected V*V "
-            f"with 2 <= V <= 7"
+            f"with 2 <= V <= {MAX_VERTICES}"
         )
-    elif raw_adjacency.strip("01"):
+    elif not (raw_adjacency.isascii() and raw_adjacency.isdigit()):
         problem = "raw_adjacency holds characters other than 0 and 1"
-    elif any("1" in raw_adjacency[row * v : row * v + row + 1] for row in range(v)):
-        problem = "raw_adjacency is not strictly upper-triangular"
-    elif len(ops) != v:
-        problem = f"raw_operations has {len(ops)} labels, expected V = {v}"
-    elif ops[0] != "input" or ops[-1] != "output":
-        problem = "raw_operations must start with 'input' and end with 'output'"
-    elif not _VALID_LABELS.issuperset(ops[1:-1]):
-        unknown = sorted(set(ops[1:-1]) - _VALID_LABELS)
-        problem = f"unknown op label(s) {unknown}, expected {list(OP_LABELS)}"
+    else:
+        try:
+            bits = int(raw_adjacency, 2)
+        except ValueError:
+            problem = "raw_adjacency holds characters other than 0 and 1"
+        else:
+            if bits & _LOWER_BITS[v]:
+                problem = "raw_adjacency is not strictly upper-triangular"
+
+    # There are few distinct op strings: each is checked once (but for V).
+    if problem is None and raw_operations.count(",") + 1 != v:
+        labels = raw_operations.count(",") + 1
+        problem = f"raw_operations has {labels} labels, expected V = {v}"
+    elif problem is None and raw_operations not in _CHECKED_OPS:
+        ops = raw_operations.split(",")
+        if ops[0] != "input" or ops[-1] != "output":
+            problem = "raw_operations must start with 'input' and end with 'output'"
+        elif not _VALID_LABELS.issuperset(ops[1:-1]):
+            unknown = sorted(set(ops[1:-1]) - _VALID_LABELS)
+            problem = f"unknown op label(s) {unknown}, expected {list(OP_LABELS)}"
+        elif len(_CHECKED_OPS) < 100_000:
+            _CHECKED_OPS.add(raw_operations)
     if problem:
         raise RecordError(f"invalid spec: {problem}", index, offset)
 
@@ -514,7 +545,7 @@ def decode_payload(payload: bytes, index=None, offset=None) -> Record:
     module_hash, epochs, raw_adjacency, raw_operations, raw_metrics = parse_payload(
         payload, index, offset
     )
-    check_spec(raw_adjacency, raw_operations, index, offset)
+    check_cell(module_hash, raw_adjacency, raw_operations, index, offset)
     parameters, halfway, final = decode_metrics(raw_metrics, index, offset)
     return Record(
         module_hash,
