@@ -49,9 +49,11 @@ is the network's, the scale only approximate, so judge such a model by a rank
 correlation rather than by R^2 or the mean absolute error. ``loss="mse"``
 trains on squared error of the standardised targets instead.
 
-Cost and quality of the GCN defaults on the real 20k-cell sample (Kendall's
-tau on 2,000 held-out cells, two shared CPU cores): 172 training cells 0.76
-in about 20 s, 424 cells 0.80 in 30-50 s, 1,000 cells 0.83 in about 90 s.
+Quality and cost of the GCN defaults on the real 20k-cell sample (Kendall's
+tau on 2,000 held-out cells; 1-3 seeds): 172 training cells 0.76, 424 cells
+0.80, 1,000 cells 0.83. Training on 424 cells takes about 33 CPU-seconds,
+which was 30-60 s of wall time on two cores shared with other work; the time
+grows in proportion to the number of cells.
 """
 
 from __future__ import annotations
