@@ -315,18 +315,19 @@ show(plots.plot_metric_heatmap(grid), "tau_heatmap")
 
 # %%
 spread = grid.groupby(["model", "feature_set"], sort=False)["kendall_tau"]
-table = spread.agg(["mean", "std", "min", "max", "count"])
+table = spread.agg(["mean", "std", "min", "max", "count"]).round(3)
 table.sort_values("mean", ascending=False)
 
 # %% [markdown]
 # Read the heatmap by columns and rows: a column that is bright for every
 # model is an encoding that carries the signal; a row that is bright across
 # encodings is a model that uses whatever it gets. Compare the compact,
-# invariant encodings (counts, graph statistics) with the large one-hot
-# ones: with a few hundred training cells a model has to find the few
-# columns that matter among hundreds, and the compact ones give it those
-# directly. Differences smaller than the standard deviation over seeds are
-# not differences.
+# invariant encodings (counts, graph statistics) with the large one-hot ones
+# (basic, path, adj_path) and with their union (all_params): a linear model
+# needs the signal handed to it in a few columns, while trees can pick the
+# useful columns out of hundreds, and only then gain from the union. Your
+# own feature set sits in its own column. Differences smaller than the
+# standard deviation over seeds are not differences.
 
 # %% [markdown]
 # ## 5. Learning curves

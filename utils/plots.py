@@ -391,6 +391,7 @@ def plot_metric_heatmap(
         annot_kws={"fontsize": "small"},
     )
     ax.set(xlabel=columns.replace("_", " "), ylabel=rows.replace("_", " "))
+    ax.grid(False)
     ax.tick_params(axis="x", rotation=30)
     ax.tick_params(axis="y", rotation=0)
     return fig
