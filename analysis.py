@@ -56,6 +56,11 @@ from utils.encodings import encode, register_encoding, register_feature_set
 from utils.evaluation import noise_ceiling
 from utils.notebook_support import resolve_data_file
 
+# %% [markdown]
+# Warnings and logs at WARNING level only; progress bars as text where
+# ipywidgets is missing; `show` saves a figure before Jupyter displays it.
+
+# %%
 logging.basicConfig(level=logging.WARNING)
 warnings.filterwarnings("ignore", message="IProgress not found")  # text bars
 plots.use_style()
@@ -201,19 +206,13 @@ pd.Series(
 # has both, how far apart are they?
 
 # %%
-have = {a.metric for a in data.available_labels() if a.budget == eval_label.budget}
-if {"validation_accuracy", "test_accuracy"} <= have:
-    validation = data.targets(eval_label.budget, "validation_accuracy", runs=RUNS)[0]
-    test = data.targets(eval_label.budget, "test_accuracy", runs=RUNS)[0]
-    both = np.isfinite(validation) & np.isfinite(test)
-    tau = kendalltau(validation[both], test[both]).statistic
-    print(f"Kendall tau of validation and test accuracy: {tau:.3f}")
-    show(plots.plot_validation_vs_test(validation, test), "validation_vs_test")
+budget = eval_label.budget
+pair = support.validation_and_test(data, budget, RUNS)
+if pair is None:
+    print(f"no figure: the file lacks validation or test accuracy at {budget} epochs")
 else:
-    print(
-        f"no figure: the file lacks validation or test accuracy at "
-        f"{eval_label.budget} epochs, so the two cannot be compared"
-    )
+    print(f"Kendall tau of validation and test: {kendalltau(*pair).statistic:.3f}")
+    show(plots.plot_validation_vs_test(*pair), "validation_vs_test")
 
 # %% [markdown]
 # Where the figure is drawn, the cells lie along the diagonal but with a

@@ -199,6 +199,25 @@ def test_pick_label_refuses_a_file_without_accuracy(sample):
         support.pick_label(timing_only)
 
 
+def test_validation_and_test_only_where_both_exist(sample):
+    assert support.validation_and_test(sample) is None
+
+    # Test accuracy for half the cells: the pair holds those cells only.
+    metrics = np.array(sample.metrics)
+    metrics[::2, 3, 0, 1, 3] = metrics[::2, 3, 0, 1, 2] - 0.01
+    both = NASBench101(
+        sample.hash,
+        sample.num_vertices,
+        sample.adjacency,
+        sample.operations,
+        sample.trainable_parameters,
+        metrics,
+    )
+    validation, test = support.validation_and_test(both)
+    assert len(validation) == len(test) == (len(sample) + 1) // 2
+    np.testing.assert_allclose(validation - test, 0.01, atol=1e-6)
+
+
 def test_missing_labels_of_the_sample(sample):
     notes = support.missing_labels(sample)
     assert notes[0] == "20,001 of the 423,624 cells of the space (4.7%)"

@@ -59,6 +59,7 @@ __all__ = [
     "resolve_data_file",
     "pick_label",
     "label_coverage",
+    "validation_and_test",
     "missing_labels",
     "feature_set_table",
     "column_correlations",
@@ -244,6 +245,25 @@ def label_coverage(data, wide: bool = False) -> pd.DataFrame:
     return table.reindex(
         pd.MultiIndex.from_product([METRIC_NAMES, EVALUATION_POINTS])
     ).rename_axis(["metric", "point"])
+
+
+def validation_and_test(
+    data, budget: int = 108, runs: str | int = "mean"
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Final validation and test accuracy of the cells that have both.
+
+    Returns
+    -------
+    (validation, test) : pair of arrays of shape (n_both,), or None
+        None when the file lacks either metric at `budget`.
+    """
+    have = {a.metric for a in data.available_labels() if a.budget == budget}
+    if not {"validation_accuracy", "test_accuracy"} <= have:
+        return None
+    validation, _ = data.targets(budget, "validation_accuracy", runs=runs)
+    test, _ = data.targets(budget, "test_accuracy", runs=runs)
+    both = np.isfinite(validation) & np.isfinite(test)
+    return validation[both], test[both]
 
 
 def missing_labels(data) -> list[str]:
