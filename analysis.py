@@ -275,7 +275,7 @@ show(plots.plot_correlations(correlations), "encoding_correlations")
 # An encoding is a function of the dataset that returns one row per cell.
 # Register it, put it in a feature set, and it joins the comparison below.
 # This one counts, for each operation, the inner vertices that feed the
-# output directly, plus the depth of the output.
+# output directly; the feature set `stats_plus` adds it to `stats`.
 
 
 # %%
