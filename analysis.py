@@ -424,7 +424,8 @@ show(plots.plot_cost_quality(grid), "cost_quality")
 #
 # Published numbers for the nearest protocol: predictors trained on N cells
 # drawn at random from NAS-Bench-101 and scored by Kendall tau over all cells
-# of the benchmark, on validation accuracy at 108 epochs. The values are
+# of the benchmark (training cells included), on validation accuracy at 108
+# epochs. The values are
 # those in Table 1 of Lu et al., *TNASP: A Transformer-based NAS Predictor
 # with a Self-evolution Framework*, NeurIPS 2021, including their run of the
 # Neural Predictor GCN of Wen et al. (ECCV 2020). Beside them, the mean tau
@@ -448,11 +449,11 @@ fig = plots.plot_learning_curves(curves, reference=published, ceiling=ceiling_ta
 show(fig, "published_comparison")
 
 # %% [markdown]
-# The list above is the answer to "like for like?": when it is empty (the
-# full converted file, validation accuracy at 108 epochs, every other cell
-# evaluated, five seeds), the numbers stand beside the published ones up to
-# the seeds and the cells drawn. Otherwise read the figure with its notes.
-# One run per cell puts the run-to-run noise of section 2 into the targets
-# and lowers tau for every model alike; a partial file is ranked among its
-# own cells. On such a file compare the models with each other, and with
-# the papers only as an order of magnitude.
+# The list above is the answer to "like for like?": when it names nothing
+# but the minor difference of evaluation cells (the full converted file,
+# validation accuracy at 108 epochs, five seeds), the numbers stand beside
+# the published ones up to the seeds and the cells drawn. Otherwise read the
+# figure with its notes. One run per cell puts the run-to-run noise of
+# section 2 into the targets and lowers tau for every model alike; a partial
+# file is ranked among its own cells. On such a file compare the models
+# with each other, and with the papers only as an order of magnitude.

@@ -274,10 +274,12 @@ def test_comparison_table_and_notes(sample):
     assert table.loc[100, "this file: ridge (counts)"].startswith("0.")
 
     notes = support.comparison_notes(sample, Label(), Label(36), "rest", 2)
-    assert len(notes) == 4
+    assert len(notes) == 5
     assert "4.7% of the space" in notes[0]
     assert "1 training run(s)" in notes[1]
     assert "evaluation label is validation_accuracy@36/final/mean" in notes[2]
+    assert notes[3].startswith("evaluation cells: 'rest', where the published")
+    assert len(support.comparison_notes(sample, Label(), Label(), "all", 5)) == 2
 
 
 # -- headless runs ------------------------------------------------------------
