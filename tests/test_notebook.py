@@ -315,3 +315,15 @@ def test_command_line_parameters():
     assert support._parse_parameter("EVALUATE=rest") == ("EVALUATE", "rest")
     with pytest.raises(Exception, match="expected NAME=VALUE"):
         support._parse_parameter("no equals sign")
+
+
+def test_command_line_writes_to_results_by_default(tmp_path, monkeypatch):
+    cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(x * 2)"),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "tiny.ipynb")
+    monkeypatch.chdir(tmp_path)
+    assert support.main(["tiny.ipynb", "-p", "x=21"]) == 0
+    executed = nbformat.read(tmp_path / "results" / "tiny.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "42\n"

@@ -26,6 +26,9 @@ papermill does)::
     python -m utils.notebook_support analysis.ipynb -o results/analysis.ipynb \\
         -p "SEEDS=[0, 1]" -p "MODELS=['ridge', 'xgb']"
 
+(``-o`` defaults to ``results/<notebook name>``; ``--data FILE`` sets
+``NB101_DATA`` for the run.)
+
 Example::
 
     path = resolve_data_file()               # raises FileNotFoundError, with help
@@ -822,7 +825,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Run a notebook headless with parameters (fresh kernel)."
     )
     parser.add_argument("notebook", type=Path)
-    parser.add_argument("-o", "--output", type=Path, help="executed notebook")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write the executed notebook (default: results/NOTEBOOK)",
+    )
     parser.add_argument(
         "-p",
         "--parameter",
@@ -838,8 +846,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     env = {DATA_ENV: str(Path(args.data).resolve())} if args.data else None
     parameters = dict(args.parameter)
+    output = args.output or Path("results") / args.notebook.name
     logger.info("running %s with %s", args.notebook, parameters or "its defaults")
-    run_notebook(args.notebook, parameters, args.output, env=env, timeout=args.timeout)
+    run_notebook(args.notebook, parameters, output, env=env, timeout=args.timeout)
+    logger.info("executed notebook written to %s", output)
     return 0
 
 
