@@ -134,10 +134,10 @@ def test_unknown_protobuf_fields_are_skipped():
     # Field 8 as a varint and field 9 as a length-delimited string.
     extra = bytes([8 << 3 | 0, 150, 1, 9 << 3 | 2, 3]) + b"abc"
     raw = base64.b64encode(message.SerializeToString() + extra).decode()
-    parameters, halfway, final = decode_metrics(raw)
+    parameters, values = decode_metrics(raw)
     assert parameters == 42
-    assert halfway[2] == final[2] == 0.5
-    assert np.isnan(halfway[0])  # an absent field is not 0
+    assert values[2] == values[6] == 0.5
+    assert np.isnan(values[0])  # an absent field is not 0
 
 
 def test_points_are_taken_by_position_not_by_epoch():
@@ -145,8 +145,8 @@ def test_points_are_taken_by_position_not_by_epoch():
     for epoch, accuracy in ((0, 0.1), (1, 0.2), (36, 0.3)):
         message.evaluation_data.add(current_epoch=epoch, test_accuracy=accuracy)
     raw = base64.b64encode(message.SerializeToString()).decode()
-    _, halfway, final = decode_metrics(raw)
-    assert (halfway[3], final[3]) == (0.2, 0.3)
+    _, values = decode_metrics(raw)
+    assert (values[3], values[7]) == (0.2, 0.3)
 
 
 def test_a_present_zero_stays_zero():
@@ -154,8 +154,22 @@ def test_a_present_zero_stays_zero():
     for _ in range(3):
         message.evaluation_data.add(training_time=0.0, train_accuracy=0.5)
     raw = base64.b64encode(message.SerializeToString()).decode()
-    _, halfway, _ = decode_metrics(raw)
-    assert halfway[0] == 0.0 and np.isnan(halfway[2])
+    _, values = decode_metrics(raw)
+    assert values[0] == 0.0 and np.isnan(values[2])
+
+
+@pytest.mark.parametrize("n_points", [0, 1, 2])
+def test_missing_points_are_nan(n_points):
+    message = model_metrics_class()()
+    for epoch in range(n_points):
+        message.evaluation_data.add(current_epoch=epoch, train_accuracy=0.5)
+    raw = base64.b64encode(message.SerializeToString()).decode()
+    _, values = decode_metrics(raw)
+    assert len(values) == 8
+    # Only a second point (the halfway one) carries a value here.
+    measured = [v == 0.5 for v in values]
+    assert measured == [False, n_points == 2] + [False] * 6
+    assert sum(np.isnan(values)) == 8 - (n_points == 2)
 
 
 # Errors -------------------------------------------------------------------

@@ -36,10 +36,8 @@ import numpy as np
 from .schema import (
     EPOCHS,
     INPUT,
-    MAX_VERTICES,
     OP_LABELS,
     OUTPUT,
-    PADDING,
     REPEATS,
     empty_arrays,
 )
@@ -60,88 +58,115 @@ _BUDGET_INDEX = {epochs: position for position, epochs in enumerate(EPOCHS)}
 _OP_CODES = {"input": INPUT, "output": OUTPUT}
 _OP_CODES.update({label: code for code, label in enumerate(OP_LABELS)})
 
-# What a worker keeps of a record: offset, cell (in its block), budget index,
-# parameter count and the 8 metrics (halfway, then final).
-_ROW = struct.Struct("<qiiq8d")
+# What a worker keeps of a record: its hash as 16 bytes, a number that
+# encodes its spec (see _spec_key), its byte offset, budget index, parameter
+# count (-1 if absent) and the 8 metrics (halfway, then final).
+_ROW = struct.Struct("<16sqqqq8d")
 _ROW_DTYPE = np.dtype(
     [
+        ("hash", "V16"),
+        ("spec", "<i8"),
         ("offset", "<i8"),
-        ("cell", "<i4"),
-        ("budget", "<i4"),
+        ("budget", "<i8"),
         ("parameters", "<i8"),
         ("metrics", "<f8", (8,)),
     ]
 )
+_TABLE_DTYPE = np.dtype(
+    [
+        ("hash", "V16"),
+        ("spec", "<i8"),
+        ("offset", "<i8"),
+        ("budget", "i1"),
+        ("parameters", "<i8"),
+        ("metrics", "<f4", (8,)),
+    ]
+)
+
+# A spec key packs a well-formed spec into one integer: the matrix read as a
+# binary number (at most 49 bits), then the inner ops as base-3 digits (at
+# most 3**5 = 243 values, 8 bits), then V (3 bits).
+_OPS_BITS, _V_BITS = 8, 3
+_OP_DIGIT = {label: digit for digit, label in enumerate(OP_LABELS)}
+_OPS_KEYS: dict[str, int] = {}  # raw_operations -> its part of the key
+
+# Cells this process has checked: hash -> (raw spec, 16-byte hash, spec key).
+# Records of a cell may lie anywhere in a file, so the memory spans blocks;
+# it is bounded by the size of the space (a few hundred MB at most).
+_SEEN: dict[str, tuple] = {}
+_SEEN_LIMIT = 500_000
 
 
-@dataclass
-class _Block:
-    """What a worker returns for one block of records.
+def _spec_key(raw_adjacency: str, raw_operations: str) -> int:
+    """The spec key of a spec already checked by ``check_cell``."""
+    ops = _OPS_KEYS.get(raw_operations)
+    if ops is None:
+        labels = raw_operations.split(",")
+        digits = 0
+        for label in reversed(labels[1:-1]):
+            digits = digits * 3 + _OP_DIGIT[label]
+        ops = _OPS_KEYS[raw_operations] = (digits << _V_BITS) | len(labels)
+    return (int(raw_adjacency, 2) << (_OPS_BITS + _V_BITS)) | ops
 
-    Per record: the index of its cell among `hashes`, its budget index, its
-    parameter count (-1 if absent) and its (2, 4) metrics. Per cell of the
-    block: its hash, its raw spec and the record that first showed it.
+
+def _unpack_specs(keys: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+    """Fill num_vertices, adjacency and operations from spec keys."""
+    v_all = (keys & ((1 << _V_BITS) - 1)).astype(np.int8)
+    ops_all = (keys >> _V_BITS) & ((1 << _OPS_BITS) - 1)
+    bits_all = keys >> (_OPS_BITS + _V_BITS)
+    arrays["num_vertices"][:] = v_all
+    for v in np.unique(v_all):
+        rows = np.flatnonzero(v_all == v)
+        # Character k of raw_adjacency is bit v*v-1-k of the number.
+        shifts = np.arange(v * v - 1, -1, -1, dtype=np.int64)
+        matrix = (bits_all[rows, None] >> shifts) & 1
+        arrays["adjacency"][rows, :v, :v] = matrix.reshape(-1, v, v)
+
+        codes = np.full((len(rows), v), INPUT, dtype=np.int8)
+        digits = ops_all[rows]
+        for vertex in range(1, v - 1):
+            codes[:, vertex] = digits % 3
+            digits = digits // 3
+        codes[:, v - 1] = OUTPUT
+        arrays["operations"][rows, :v] = codes
+
+
+def decode_block(block: bytes, first_index: int, first_offset: int) -> np.ndarray:
+    """Decode a block of whole records into a table, one row a record.
+
+    The block comes from :func:`utils.tfrecord.iter_blocks`; the table has
+    the fields of ``_TABLE_DTYPE``. A cell's fields are checked when this
+    process first meets its hash with that spec, and remembered (up to the
+    size of the space); whether all records of a cell agree is left to the
+    caller, who sees every block.
     """
-
-    first_index: int
-    offsets: np.ndarray  # (n,) int64
-    cells: np.ndarray  # (n,) int32, into `hashes`
-    budgets: np.ndarray  # (n,) int8
-    parameters: np.ndarray  # (n,) int64
-    metrics: np.ndarray  # (n, 2, 4) float32
-    hashes: list[str]
-    specs: list[tuple[str, str]]
-    first_seen: list[int]
-
-
-def decode_block(block: bytes, first_index: int, first_offset: int) -> _Block:
-    """Decode a block of whole records (see :func:`utils.tfrecord.iter_blocks`)."""
-    rows = []  # one packed _ROW a record
+    rows = []
     pack = _ROW.pack
-    local: dict[str, int] = {}
-    hashes, specs, first_seen = [], [], []
+    seen = _SEEN
+    if len(seen) > _SEEN_LIMIT:
+        seen.clear()
 
     for index, offset, payload in iter_frames(block, first_index, first_offset):
         module_hash, epochs, raw_adjacency, raw_operations, raw_metrics = parse_payload(
             payload, index, offset
         )
-
-        # A cell is checked when the block first meets it; its later records
-        # are compared with it here, and with other blocks by the caller.
-        cell = local.get(module_hash)
-        if cell is None:
+        cell = seen.get(module_hash)
+        if cell is None or cell[0] != (raw_adjacency, raw_operations):
             check_cell(module_hash, raw_adjacency, raw_operations, index, offset)
-            cell = local[module_hash] = len(hashes)
-            hashes.append(module_hash)
-            specs.append((raw_adjacency, raw_operations))
-            first_seen.append(index)
-        elif specs[cell] != (raw_adjacency, raw_operations):
-            _spec_conflict(module_hash, index, offset)
+            spec = (raw_adjacency, raw_operations)
+            cell = (spec, bytes.fromhex(module_hash), _spec_key(*spec))
+            seen[module_hash] = cell
 
-        count, halfway, final = decode_metrics(raw_metrics, index, offset)
-        rows.append(pack(offset, cell, _BUDGET_INDEX[epochs], count, *halfway, *final))
+        count, values = decode_metrics(raw_metrics, index, offset)
+        rows.append(
+            pack(cell[1], cell[2], offset, _BUDGET_INDEX[epochs], count, *values)
+        )
 
-    table = np.frombuffer(b"".join(rows), dtype=_ROW_DTYPE)
-    return _Block(
-        first_index=first_index,
-        offsets=table["offset"],
-        cells=table["cell"],
-        budgets=table["budget"].astype(np.int8),
-        parameters=table["parameters"],
-        metrics=table["metrics"].astype(np.float32).reshape(-1, 2, 4),
-        hashes=hashes,
-        specs=specs,
-        first_seen=first_seen,
-    )
-
-
-def _spec_conflict(module_hash: str, index: int, offset: int):
-    raise RecordError(
-        f"cell {module_hash} has a different matrix or ops here than in its "
-        "earlier records; all records of a cell must agree",
-        index,
-        offset,
-    )
+    decoded = np.frombuffer(b"".join(rows), dtype=_ROW_DTYPE)
+    table = np.empty(len(decoded), dtype=_TABLE_DTYPE)
+    for name in _TABLE_DTYPE.names:
+        table[name] = decoded[name]
+    return table
 
 
 @dataclass
@@ -173,139 +198,129 @@ class ConversionSummary:
         return lines
 
 
-class _Merger:
-    """Gathers decoded blocks into cells and runs, checking agreement."""
+def _first_violation(table, violation: np.ndarray, order=None) -> tuple[int, int]:
+    """(record index, byte offset) of the first record in `violation`.
 
-    def __init__(self):
-        self.cell_of: dict[str, int] = {}  # module hash -> global cell
-        self.specs: list[tuple[str, str]] = []
-        self.parameters = np.full(1024, -1, dtype=np.int64)
-        self.runs = np.zeros((1024, len(EPOCHS)), dtype=np.int8)
-        # Records are kept as (cell, budget, run) and metrics, filled at the end.
-        self.keys: list[np.ndarray] = []
-        self.metrics: list[np.ndarray] = []
-        self.n_records = 0
+    `violation` is a mask over `order` (the records in some order); the
+    first record is the one earliest in the file.
+    """
+    positions = np.flatnonzero(violation)
+    records = positions if order is None else order[positions]
+    record = int(records.min())
+    return record, int(table["offset"][record])
 
-    def _grow(self, n_cells: int):
-        if n_cells <= len(self.parameters):
-            return
-        size = max(n_cells, 2 * len(self.parameters))
-        self.parameters = np.concatenate(
-            [self.parameters, np.full(size - len(self.parameters), -1, np.int64)]
+
+def _hash_text(raw: np.void) -> str:
+    return bytes(raw).hex()
+
+
+def assemble(table: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Schema-v1 arrays from the records of a file, in file order.
+
+    Returns the arrays and the number of runs of each cell at each budget,
+    shape (n_cells, 4).
+
+    Groups records into cells (rows sorted by hash), numbers the runs of each
+    (cell, budget) in file order, and checks that all records of a cell agree
+    on spec and parameter count.
+
+    Raises
+    ------
+    RecordError
+        Naming the first record that disagrees with an earlier record of its
+        cell, or that is a fourth run.
+    """
+    n_records = len(table)
+
+    # Sort records by hash, keeping file order within a cell (lexsort is
+    # stable); big-endian words sort as the hex text does.
+    words = np.ascontiguousarray(table["hash"]).view(">u8").reshape(n_records, 2)
+    order = np.lexsort((words[:, 1], words[:, 0]))
+    sorted_words = words[order]
+    starts = np.r_[True, (np.diff(sorted_words, axis=0) != 0).any(axis=1)]
+    group = np.cumsum(starts) - 1  # cell of each sorted record
+    first = np.flatnonzero(starts)  # sorted position of each cell's first record
+    n_cells = len(first)
+    cell_of = np.empty(n_records, dtype=np.int64)
+    cell_of[order] = group
+
+    # All records of a cell agree with its first record on the spec.
+    specs = table["spec"][order]
+    clash = specs != specs[first][group]
+    if clash.any():
+        record, offset = _first_violation(table, clash, order)
+        raise RecordError(
+            f"cell {_hash_text(table['hash'][record])} has a different matrix or "
+            "ops here than in its earlier records; all records of a cell must agree",
+            record,
+            offset,
         )
-        self.runs = np.concatenate(
-            [self.runs, np.zeros((size - len(self.runs), len(EPOCHS)), np.int8)]
+
+    # Parameter counts: the first known count of a cell binds the rest.
+    parameters = table["parameters"][order]
+    known = parameters >= 0
+    position = np.where(known, np.arange(n_records), n_records)
+    first_known = np.minimum.reduceat(position, first)
+    reference = np.append(parameters, -1)[first_known]
+    clash = known & (parameters != reference[group])
+    if clash.any():
+        record, offset = _first_violation(table, clash, order)
+        sorted_at = int(np.flatnonzero(order == record)[0])
+        count = table["parameters"][record]
+        raise RecordError(
+            f"cell {_hash_text(table['hash'][record])} has {count} trainable "
+            f"parameters here and {reference[group[sorted_at]]} in an "
+            "earlier record; all records of a cell must agree",
+            record,
+            offset,
         )
 
-    def add(self, block: _Block):
-        # Map the block's cells to global cells, comparing specs.
-        mapping = np.empty(len(block.hashes), dtype=np.int64)
-        for local, module_hash in enumerate(block.hashes):
-            cell = self.cell_of.get(module_hash)
-            if cell is None:
-                cell = self.cell_of[module_hash] = len(self.specs)
-                self.specs.append(block.specs[local])
-            elif self.specs[cell] != block.specs[local]:
-                index = block.first_seen[local]
-                offset = block.offsets[index - block.first_index]
-                _spec_conflict(module_hash, index, int(offset))
-            mapping[local] = cell
-        self._grow(len(self.specs))
-        cells = mapping[block.cells]
-
-        # Parameter counts: the first known count of a cell binds the rest.
-        known = block.parameters >= 0
-        unset = known & (self.parameters[cells] < 0)
-        self.parameters[cells[unset][::-1]] = block.parameters[unset][::-1]
-        clash = known & (block.parameters != self.parameters[cells])
-        if clash.any():
-            k = int(np.argmax(clash))
-            raise RecordError(
-                f"cell {self._hash(cells[k])} has {block.parameters[k]} "
-                f"trainable parameters here and {self.parameters[cells[k]]} in "
-                "another record; all records of a cell must agree",
-                block.first_index + k,
-                int(block.offsets[k]),
-            )
-
-        # Runs of a (cell, budget) are numbered in file order.
-        slot = cells * len(EPOCHS) + block.budgets
-        order = np.argsort(slot, kind="stable")
-        sorted_slot = slot[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(sorted_slot)) + 1]
-        group = np.repeat(starts, np.diff(np.r_[starts, len(slot)]))
-        rank = np.empty(len(slot), dtype=np.int64)
-        rank[order] = np.arange(len(slot)) - group
-        run = self.runs[cells, block.budgets] + rank
-        if (run >= REPEATS).any():
-            k = int(np.argmax(run >= REPEATS))
-            raise RecordError(
-                f"cell {self._hash(cells[k])} has a run number {run[k] + 1} at "
-                f"{EPOCHS[block.budgets[k]]} epochs; expected at most {REPEATS}",
-                block.first_index + k,
-                int(block.offsets[k]),
-            )
-        np.add.at(self.runs, (cells, block.budgets), 1)
-
-        self.keys.append(np.stack([cells, block.budgets, run], axis=1))
-        self.metrics.append(block.metrics)
-        self.n_records += len(cells)
-
-    def _hash(self, cell: int) -> str:
-        return next(h for h, c in self.cell_of.items() if c == cell)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The schema-v1 arrays, rows sorted by hash."""
-        n_cells = len(self.specs)
-        hashes = np.array(list(self.cell_of), dtype="S32")
-        order = np.argsort(hashes)
-        arrays = empty_arrays(n_cells)
-        arrays["hash"][:] = hashes[order]
-
-        # Metrics go to their (cell, budget, run) in file order of cells.
-        metrics = np.full((n_cells, *arrays["metrics"].shape[1:]), np.nan, np.float32)
-        if self.keys:
-            keys = np.concatenate(self.keys)
-            metrics[keys[:, 0], keys[:, 1], keys[:, 2]] = np.concatenate(self.metrics)
-        arrays["metrics"][:] = metrics[order]
-        arrays["trainable_parameters"][:] = self.parameters[:n_cells][order]
-
-        # Specs: the raw strings become padded matrices and op codes, a group
-        # of cells with the same vertex count at a time.
-        raw_adjacency = [self.specs[cell][0] for cell in order]
-        lengths = np.fromiter(map(len, raw_adjacency), np.int64, n_cells)
-        num_vertices = np.rint(np.sqrt(lengths)).astype(np.int8)
-        arrays["num_vertices"][:] = num_vertices
-        for v in np.unique(num_vertices):
-            rows = np.flatnonzero(num_vertices == v)
-            text = "".join([raw_adjacency[row] for row in rows]).encode()
-            flat = np.frombuffer(text, dtype=np.uint8) - ord("0")
-            arrays["adjacency"][rows, :v, :v] = flat.reshape(-1, v, v)
-
-        raw_operations = np.array([self.specs[cell][1] for cell in order])
-        distinct, inverse = np.unique(raw_operations, return_inverse=True)
-        codes = np.full((len(distinct), MAX_VERTICES), PADDING, dtype=np.int8)
-        for row, labels in enumerate(distinct):
-            labels = labels.split(",")
-            codes[row, : len(labels)] = [_OP_CODES[label] for label in labels]
-        arrays["operations"][:] = codes[inverse.ravel()]
-        return arrays
-
-    def summary(self, source: str, seconds: float) -> ConversionSummary:
-        runs = self.runs[: len(self.specs)]
-        return ConversionSummary(
-            source=source,
-            n_records=self.n_records,
-            n_cells=len(self.specs),
-            seconds=seconds,
-            cells_per_budget={
-                epochs: int((runs[:, b] > 0).sum()) for b, epochs in enumerate(EPOCHS)
-            },
-            incomplete={
-                epochs: int(((runs[:, b] > 0) & (runs[:, b] < REPEATS)).sum())
-                for b, epochs in enumerate(EPOCHS)
-            },
+    # Runs of a (cell, budget) are numbered in file order.
+    slot = cell_of * len(EPOCHS) + table["budget"]
+    by_slot = np.argsort(slot, kind="stable")
+    slot_starts = np.r_[0, np.flatnonzero(np.diff(slot[by_slot])) + 1]
+    sizes = np.diff(np.r_[slot_starts, n_records])
+    run = np.empty(n_records, dtype=np.int64)
+    run[by_slot] = np.arange(n_records) - np.repeat(slot_starts, sizes)
+    if (run >= REPEATS).any():
+        record, offset = _first_violation(table, run >= REPEATS)
+        raise RecordError(
+            f"cell {_hash_text(table['hash'][record])} has a run number "
+            f"{run[record] + 1} at {EPOCHS[table['budget'][record]]} epochs; "
+            f"expected at most {REPEATS}",
+            record,
+            offset,
         )
+
+    # The arrays, one row a cell in hash order.
+    arrays = empty_arrays(n_cells)
+    first_records = order[first]
+    arrays["hash"][:] = [
+        raw.hex().encode() for raw in table["hash"][first_records].tolist()
+    ]
+    arrays["trainable_parameters"][:] = reference
+    _unpack_specs(table["spec"][first_records], arrays)
+    metrics = table["metrics"].reshape(n_records, 2, 4)
+    arrays["metrics"][cell_of, table["budget"], run] = metrics
+
+    runs = np.bincount(slot, minlength=n_cells * len(EPOCHS))
+    return arrays, runs.reshape(n_cells, len(EPOCHS))
+
+
+def _summary(runs, source: str, n_records: int, seconds: float) -> ConversionSummary:
+    return ConversionSummary(
+        source=source,
+        n_records=n_records,
+        n_cells=len(runs),
+        seconds=seconds,
+        cells_per_budget={
+            epochs: int((runs[:, b] > 0).sum()) for b, epochs in enumerate(EPOCHS)
+        },
+        incomplete={
+            epochs: int(((runs[:, b] > 0) & (runs[:, b] < REPEATS)).sum())
+            for b, epochs in enumerate(EPOCHS)
+        },
+    )
 
 
 def convert_file(
@@ -357,7 +372,7 @@ def convert_file(
     n_jobs = max(1, int(n_jobs))
 
     started = time.perf_counter()
-    merger = _Merger()
+    tables: list[np.ndarray] = []
     bar = tqdm(
         total=size,
         unit="B",
@@ -368,7 +383,7 @@ def convert_file(
     blocks = iter_blocks(path, block_size)
     if n_jobs == 1:
         for first_index, first_offset, block in blocks:
-            merger.add(decode_block(block, first_index, first_offset))
+            tables.append(decode_block(block, first_index, first_offset))
             bar.update(len(block))
     else:
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
@@ -376,7 +391,7 @@ def convert_file(
 
             def take_one():
                 size, future = pending.popleft()
-                merger.add(future.result())
+                tables.append(future.result())
                 bar.update(size)
 
             try:
@@ -396,6 +411,9 @@ def convert_file(
                 take_one()
     bar.close()
 
-    arrays = merger.arrays()
-    summary = merger.summary(path.name, time.perf_counter() - started)
+    _SEEN.clear()
+    table = np.concatenate(tables) if tables else np.empty(0, _TABLE_DTYPE)
+    tables.clear()  # the blocks' own tables are no longer needed
+    arrays, runs = assemble(table)
+    summary = _summary(runs, path.name, len(table), time.perf_counter() - started)
     return arrays, summary

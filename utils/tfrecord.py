@@ -454,8 +454,9 @@ def decode_metrics(raw_metrics: str, index=None, offset=None) -> tuple:
     -------
     trainable_parameters : int
         -1 if the message does not carry it.
-    halfway, final : tuple of 4 float
-        The METRIC_NAMES of the two points, NaN where a field is absent.
+    values : tuple of 8 float
+        The METRIC_NAMES of the halfway point, then of the final point, NaN
+        where a field or a point is absent.
 
     Notes
     -----
@@ -475,30 +476,37 @@ def decode_metrics(raw_metrics: str, index=None, offset=None) -> tuple:
         ) from None
 
     points = message.evaluation_data
-    values = []
-    for position in (1, 2):
-        if position >= len(points):
-            values.append(_NAN_POINT)
-            continue
-        point = points[position]
-        found = (
-            point.training_time,
-            point.train_accuracy,
-            point.validation_accuracy,
-            point.test_accuracy,
+    if len(points) >= 3:
+        halfway, final = points[1], points[2]
+        values = (
+            halfway.training_time,
+            halfway.train_accuracy,
+            halfway.validation_accuracy,
+            halfway.test_accuracy,
+            final.training_time,
+            final.train_accuracy,
+            final.validation_accuracy,
+            final.test_accuracy,
         )
         # An absent field reads as 0.0; only then is presence worth asking.
-        if 0.0 in found:
-            found = tuple(
-                getattr(point, name) if point.HasField(name) else float("nan")
-                for name in METRIC_NAMES
-            )
-        values.append(found)
+        if 0.0 in values:
+            values = _present(halfway) + _present(final)
+    else:
+        values = sum((_present(points[k]) for k in (1, 2) if k < len(points)), ())
+        values += _NAN_POINT * (2 - max(0, len(points) - 1))
 
     parameters = message.trainable_parameters
     if parameters == 0 and not message.HasField("trainable_parameters"):
         parameters = -1
-    return parameters, values[0], values[1]
+    return parameters, values
+
+
+def _present(point) -> tuple:
+    """The METRIC_NAMES of an evaluation point, NaN where a field is absent."""
+    return tuple(
+        getattr(point, name) if point.HasField(name) else float("nan")
+        for name in METRIC_NAMES
+    )
 
 
 @dataclass
@@ -546,14 +554,14 @@ def decode_payload(payload: bytes, index=None, offset=None) -> Record:
         payload, index, offset
     )
     check_cell(module_hash, raw_adjacency, raw_operations, index, offset)
-    parameters, halfway, final = decode_metrics(raw_metrics, index, offset)
+    parameters, values = decode_metrics(raw_metrics, index, offset)
     return Record(
         module_hash,
         epochs,
         raw_adjacency,
         raw_operations,
         parameters,
-        np.array([halfway, final]),
+        np.array(values).reshape(2, 4),
     )
 
 
