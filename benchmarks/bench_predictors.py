@@ -12,8 +12,8 @@ Usage::
 
 ``DATA`` defaults to ``../shared/nb101/sample-20k.h5`` beside the checkout.
 The table (markdown) goes to stdout and to ``--out`` (default
-``benchmarks/predictors.md``). Finished fits are appended to ``--cache``
-(JSON lines, default ``benchmarks/results/predictors.jsonl``, ignored by git)
+``results/predictors.md``). Finished fits are appended to ``--cache``
+(JSON lines, default ``results/predictors.jsonl``; ``results/`` is ignored by git)
 so that an interrupted run resumes where it stopped.
 
 The grid (:func:`build_grid`) pairs each model with the feature sets it suits.
@@ -70,8 +70,8 @@ from utils.predictors import RankEnsemble, make_model  # noqa: E402
 logger = logging.getLogger("bench_predictors")
 
 DEFAULT_DATA = ROOT.parent / "shared" / "nb101" / "sample-20k.h5"
-DEFAULT_OUT = ROOT / "benchmarks" / "predictors.md"
-DEFAULT_CACHE = ROOT / "benchmarks" / "results" / "predictors.jsonl"
+DEFAULT_OUT = ROOT / "results" / "predictors.md"
+DEFAULT_CACHE = ROOT / "results" / "predictors.jsonl"
 
 #: Kendall's tau the best predictor should reach, by training size.
 TARGETS = {172: 0.66, 424: 0.72, 1000: 0.76}
