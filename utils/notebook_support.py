@@ -102,7 +102,7 @@ Make one from the official file (about 500 MB to download):
     python tfrecord_to_hdf5.py --download only108   # -> data/nasbench_only108.hdf5
     python tfrecord_to_hdf5.py --download full      # 4/12/36/108 epochs, ~2 GB
 or point the environment variable {env} at a schema-v1 HDF5 file, e.g.
-    export {env}=../shared/nb101/sample-20k.h5"""
+    export {env}=/path/to/nasbench101.hdf5"""
 
 
 # -- data ---------------------------------------------------------------------
@@ -670,10 +670,12 @@ def comparison_table(
             .groupby("train_size")["kendall_tau"]
             .agg(["mean", "std"])
         )
-        ours[f"this file: {model} ({feature_set})"] = stats.apply(
-            lambda r: f"{r['mean']:.3f} (±{0 if np.isnan(r['std']) else r['std']:.3f})",
-            axis=1,
-        )
+        spread = stats["std"].fillna(0.0)
+        text = [
+            f"{mean:.3f} (±{std:.3f})"
+            for mean, std in zip(stats["mean"], spread, strict=True)
+        ]
+        ours[f"this file: {model} ({feature_set})"] = pd.Series(text, stats.index)
     return pd.concat([theirs, pd.DataFrame(ours)], axis=1).fillna("")
 
 
