@@ -232,11 +232,16 @@ def assemble(table: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """
     n_records = len(table)
 
-    # Sort records by hash, keeping file order within a cell (lexsort is
-    # stable); big-endian words sort as the hex text does.
+    # Sort records by hash, keeping file order within a cell (stable sorts);
+    # big-endian words sort as the hex text does. The first word almost
+    # always tells cells apart; both are used only where it does not.
     words = np.ascontiguousarray(table["hash"]).view(">u8").reshape(n_records, 2)
-    order = np.lexsort((words[:, 1], words[:, 0]))
+    order = np.argsort(words[:, 0], kind="stable")
     sorted_words = words[order]
+    same_first = np.diff(sorted_words[:, 0]) == 0
+    if (same_first & (np.diff(sorted_words[:, 1]) != 0)).any():
+        order = np.lexsort((words[:, 1], words[:, 0]))
+        sorted_words = words[order]
     starts = np.r_[True, (np.diff(sorted_words, axis=0) != 0).any(axis=1)]
     group = np.cumsum(starts) - 1  # cell of each sorted record
     first = np.flatnonzero(starts)  # sorted position of each cell's first record
@@ -275,13 +280,17 @@ def assemble(table: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
             offset,
         )
 
-    # Runs of a (cell, budget) are numbered in file order.
-    slot = cell_of * len(EPOCHS) + table["budget"]
-    by_slot = np.argsort(slot, kind="stable")
-    slot_starts = np.r_[0, np.flatnonzero(np.diff(slot[by_slot])) + 1]
-    sizes = np.diff(np.r_[slot_starts, n_records])
+    # Runs of a (cell, budget) are numbered in file order: in sorted order,
+    # count the earlier records of the same budget within the cell.
+    budgets = table["budget"][order]
+    run_sorted = np.empty(n_records, dtype=np.int64)
+    for budget in range(len(EPOCHS)):
+        mine = budgets == budget
+        count = np.cumsum(mine)
+        before = np.r_[0, count][first]  # records of this budget before each cell
+        run_sorted[mine] = count[mine] - 1 - before[group[mine]]
     run = np.empty(n_records, dtype=np.int64)
-    run[by_slot] = np.arange(n_records) - np.repeat(slot_starts, sizes)
+    run[order] = run_sorted
     if (run >= REPEATS).any():
         record, offset = _first_violation(table, run >= REPEATS)
         raise RecordError(
@@ -303,6 +312,7 @@ def assemble(table: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     metrics = table["metrics"].reshape(n_records, 2, 4)
     arrays["metrics"][cell_of, table["budget"], run] = metrics
 
+    slot = cell_of * len(EPOCHS) + table["budget"]
     runs = np.bincount(slot, minlength=n_cells * len(EPOCHS))
     return arrays, runs.reshape(n_cells, len(EPOCHS))
 
