@@ -1,5 +1,8 @@
 """The schema-v1 HDF5 writer and reader: round trip and every refusal."""
 
+import os
+import stat
+
 import h5py
 import numpy as np
 import pytest
@@ -40,6 +43,15 @@ def test_round_trip(tmp_path):
     assert attrs["op_labels"] == list(OP_LABELS)
     assert attrs["evaluation_points"] == ["halfway", "final"]
     assert attrs["source"] == "test" and attrs["note"] == "x"
+
+
+def test_written_file_gets_the_usual_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        write_hdf5(tmp_path / "t.h5", arrays_of(), source="test")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "t.h5").stat().st_mode) == 0o644
 
 
 def test_empty_table_round_trips(tmp_path):

@@ -250,16 +250,15 @@ def write_hdf5(
             out.attrs["source"] = source
             for key, value in (extra_attrs or {}).items():
                 out.attrs[key] = value
+            # Stored whole and uncompressed: loading is then one plain read
+            # per dataset (gzip would save about 40% of the bytes but cost
+            # seconds at every load of the full data).
             for name in DATASETS:
-                data = arrays[name]
-                chunked = len(data) > 0
-                out.create_dataset(
-                    name,
-                    data=data,
-                    compression="gzip" if chunked else None,
-                    compression_opts=4 if chunked else None,
-                    shuffle=chunked,
-                )
+                out.create_dataset(name, data=arrays[name])
+        # mkstemp makes the file private; give it the mode a new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
