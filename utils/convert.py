@@ -117,9 +117,10 @@ def _unpack_specs(keys: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
     arrays["num_vertices"][:] = v_all
     for v in np.unique(v_all):
         rows = np.flatnonzero(v_all == v)
-        # Character k of raw_adjacency is bit v*v-1-k of the number.
-        shifts = np.arange(v * v - 1, -1, -1, dtype=np.int64)
-        matrix = (bits_all[rows, None] >> shifts) & 1
+        # Character k of raw_adjacency is bit v*v-1-k of the number: the last
+        # v*v of its 64 bits, most significant first.
+        as_bytes = bits_all[rows].astype(">u8").view(np.uint8).reshape(-1, 8)
+        matrix = np.unpackbits(as_bytes, axis=1)[:, 64 - v * v :]
         arrays["adjacency"][rows, :v, :v] = matrix.reshape(-1, v, v)
 
         codes = np.full((len(rows), v), INPUT, dtype=np.int8)
@@ -208,6 +209,16 @@ def _first_violation(table, violation: np.ndarray, order=None) -> tuple[int, int
     records = positions if order is None else order[positions]
     record = int(records.min())
     return record, int(table["offset"][record])
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex(raw: np.ndarray) -> np.ndarray:
+    """16-byte hashes (n,) as their 32 lowercase hex digits, dtype S32."""
+    nibbles = np.ascontiguousarray(raw).view(np.uint8).reshape(-1, 16)
+    digits = np.stack([nibbles >> 4, nibbles & 15], axis=2).reshape(-1, 32)
+    return _HEX_DIGITS[digits].view("S32").ravel()
 
 
 def _hash_text(raw: np.void) -> str:
@@ -304,9 +315,7 @@ def assemble(table: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     # The arrays, one row a cell in hash order.
     arrays = empty_arrays(n_cells)
     first_records = order[first]
-    arrays["hash"][:] = [
-        raw.hex().encode() for raw in table["hash"][first_records].tolist()
-    ]
+    arrays["hash"][:] = _hex(table["hash"][first_records])
     arrays["trainable_parameters"][:] = reference
     _unpack_specs(table["spec"][first_records], arrays)
     metrics = table["metrics"].reshape(n_records, 2, 4)
