@@ -18,8 +18,15 @@ dataset
     A loaded schema-v1 file: columns, look-ups and targets.
 encodings
     Feature encodings of cells, vectorised over all cells, and a registry.
-predictors, evaluation
-    Predictor models and the protocols, metrics and runner that compare them.
+predictors, neural
+    Predictors as scikit-learn estimators; ``neural`` holds the Keras MLP and
+    graph convolutional network and imports TensorFlow only when fitting.
+evaluation
+    Metrics, labels, nested splits, protocols, search, the experiment runner
+    and the noise ceiling.
+plots, notebook_support
+    The figures and helpers of ``analysis.ipynb``, and its headless runner
+    (``python -m utils.notebook_support``).
 
 Submodules are imported on use, so that ``import utils`` stays light.
 """
