@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import pruned_cells
 
 from utils.cells import (
-    MAX_EDGES,
     Cell,
     OutOfSpaceError,
     align,
@@ -156,30 +156,8 @@ def test_hash_is_invariant_under_1000_relabelings_of_sample_cells(sample_20k):
             assert Cell(matrix, ops).module_hash() == arrays["hash"][row].decode()
 
 
-@st.composite
-def cells(draw):
-    """Random pruned cells of the space, of every size.
-
-    A chain through all vertices (so that pruning removes nothing) and random
-    extra edges, at most 9 edges in all.
-    """
-    n = draw(st.integers(2, 7))
-    chain = [(i, i + 1) for i in range(n - 1)]
-    others = [(i, j) for i in range(n) for j in range(i + 2, n)]
-    extra = []
-    if others:
-        extra = draw(
-            st.lists(st.sampled_from(others), unique=True, max_size=MAX_EDGES - n + 1)
-        )
-    matrix = np.zeros((n, n), dtype=np.int8)
-    for i, j in chain + extra:
-        matrix[i, j] = 1
-    inner = draw(st.lists(st.sampled_from(OP_LABELS), min_size=n - 2, max_size=n - 2))
-    return Cell(matrix, ["input", *inner, "output"])
-
-
 @settings(max_examples=150, deadline=None)
-@given(cell=cells(), seed=st.integers(0, 2**32 - 1))
+@given(cell=pruned_cells(), seed=st.integers(0, 2**32 - 1))
 def test_hash_is_invariant_under_relabeling_of_random_cells(cell, seed):
     cell = cell.pruned()
     rng = np.random.default_rng(seed)
