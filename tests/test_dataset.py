@@ -7,7 +7,7 @@ import pytest
 
 from utils.cells import Cell, OutOfSpaceError, module_hash
 from utils.dataset import Label, NASBench101
-from utils.schema import METRIC_NAMES, OP_LABELS, SchemaError, empty_arrays
+from utils.schema import METRIC_NAMES, OP_LABELS, SchemaError
 
 CONV3, CONV1, POOL = OP_LABELS
 VALIDATION = METRIC_NAMES.index("validation_accuracy")
@@ -31,14 +31,7 @@ def three_run_dataset():
         chain_cell([POOL]),
         chain_cell([]),
     ]
-    arrays = empty_arrays(len(cells))
-    for row, cell in enumerate(cells):
-        adjacency, operations, n = cell.to_row()
-        arrays["adjacency"][row] = adjacency
-        arrays["operations"][row] = operations
-        arrays["num_vertices"][row] = n
-        arrays["hash"][row] = cell.module_hash()
-        arrays["trainable_parameters"][row] = 1000 * (row + 1)
+    parameters = [1000 * (row + 1) for row in range(len(cells))]
     runs = np.array(
         [
             [0.90, 0.92, 0.94],
@@ -47,8 +40,10 @@ def three_run_dataset():
             [0.60, np.nan, np.nan],
         ]
     )
-    arrays["metrics"][:, 3, :, 1, VALIDATION] = runs
-    return NASBench101.from_arrays(arrays), cells
+    metrics = np.full((len(cells), 4, 3, 2, 4), np.nan, dtype=np.float32)
+    metrics[:, 3, :, 1, VALIDATION] = runs
+    data = NASBench101.from_cells(cells, parameters, metrics)
+    return data, cells
 
 
 # -- loading ------------------------------------------------------------------

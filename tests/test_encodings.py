@@ -23,7 +23,7 @@ from utils.encodings import (
     register_encoding,
     register_feature_set,
 )
-from utils.schema import OP_LABELS, empty_arrays
+from utils.schema import OP_LABELS
 
 CONV3, CONV1, POOL = OP_LABELS
 
@@ -46,18 +46,7 @@ SKIP = Cell([[0, 1], [0, 0]], ["input", "output"])
 
 def dataset_of(cells, parameters=None):
     """A dataset of `cells`, in the order given, with optional parameters."""
-    arrays = empty_arrays(len(cells))
-    for row, cell in enumerate(cells):
-        adjacency, operations, n = cell.to_row()
-        arrays["adjacency"][row] = adjacency
-        arrays["operations"][row] = operations
-        arrays["num_vertices"][row] = n
-        arrays["hash"][row] = cell.module_hash()
-    if parameters is None:
-        del arrays["trainable_parameters"], arrays["metrics"]
-    else:
-        arrays["trainable_parameters"][:] = parameters
-    return NASBench101.from_arrays(arrays)
+    return NASBench101.from_cells(cells, trainable_parameters=parameters)
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ from utils.schema import (
     EVALUATION_POINTS,
     METRIC_NAMES,
     REPEATS,
+    empty_arrays,
     read_hdf5,
 )
 
@@ -253,6 +254,33 @@ class NASBench101:
             **{name: arrays.get(name) for name in _MEASURED},
             source=source,
         )
+
+    @classmethod
+    def from_cells(
+        cls, cells, trainable_parameters=None, metrics=None, source: str = "cells"
+    ) -> NASBench101:
+        """A dataset of the given cells, in their order, e.g. search candidates.
+
+        Each :class:`utils.cells.Cell` is stored as it is (prune it first to
+        match the dataset's rows). Without `trainable_parameters` the dataset
+        holds structures only; `metrics`, shape (n_cells, 4, 3, 2, 4), needs
+        them too and defaults to all NaN.
+        """
+        cells = list(cells)
+        arrays = empty_arrays(len(cells))
+        for row, cell in enumerate(cells):
+            adjacency, operations, n = cell.to_row()
+            arrays["adjacency"][row] = adjacency
+            arrays["operations"][row] = operations
+            arrays["num_vertices"][row] = n
+            arrays["hash"][row] = cell.module_hash()
+        if trainable_parameters is None:
+            del arrays["trainable_parameters"], arrays["metrics"]
+        else:
+            arrays["trainable_parameters"][:] = trainable_parameters
+            if metrics is not None:
+                arrays["metrics"][:] = metrics
+        return cls.from_arrays(arrays, source=source)
 
     @classmethod
     def from_hdf5(cls, path: str | os.PathLike) -> NASBench101:
